@@ -1,0 +1,39 @@
+"""`python -m relay <service>`: relay one service database's outbox (DATABASE_URL)."""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from prometheus_client import start_http_server
+
+from relay.relay import Relay
+from relay.settings import RelaySettings
+from shared import log
+from shared.settings import database_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m relay")
+    parser.add_argument("service", choices=["order", "payment", "inventory"])
+    args = parser.parse_args()
+    settings = RelaySettings()
+    if not settings.database_url:
+        settings.database_url = database_url(f"saga_{args.service}")
+    log.setup(f"{args.service}-relay", settings.log_level, settings.log_json)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="0.0.0.0")
+    asyncio.run(_serve(Relay(settings)))
+
+
+async def _serve(relay: Relay) -> None:
+    task = asyncio.create_task(relay.run())
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The relay loop: claim pending outbox rows, publish them, mark them published once confirmed.
+
+- Wakes on the outbox trigger's NOTIFY (a hint) and polls anyway, so a lost notification costs
+  at most one poll interval.
+- Claims a batch with FOR UPDATE SKIP LOCKED and holds the rows locked while it publishes: a
+  second relay on the same database takes other rows, never the same ones.
+- Publishes persistent, mandatory messages on a confirming channel. A returned (unroutable),
+  nacked or timed-out publish is an error: its row stays pending and is tried again.
+- Marks rows only after their confirms. A relay that dies between the two publishes the batch
+  again after restart: at least once, and the consumers' inbox makes it exactly one effect.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import psycopg
+import sqlalchemy as sa
+from aio_pika import DeliveryMode, Message
+from aio_pika.abc import AbstractExchange
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.settings import RelaySettings
+from shared import topology
+from shared.db import create_engine
+from shared.faults import crash
+from shared.log import for_order
+from shared.metrics import RELAY_FAILED, RELAY_OLDEST_SECONDS, RELAY_PENDING, RELAY_PUBLISHED
+from shared.outbox import NOTIFY_CHANNEL, outbox
+
+logger = logging.getLogger("relay")
+
+CLAIM = (
+    sa.select(outbox.c.id, outbox.c.routing_key, outbox.c.body)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.id)
+    .with_for_update(skip_locked=True)
+)
+
+
+class Relay:
+    def __init__(self, settings: RelaySettings) -> None:
+        self._settings = settings
+        self._engine: AsyncEngine = create_engine(settings.database_url, pool_size=2)
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        connection = await _connect(self._settings.amqp_url)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await topology.declare(channel, self._settings.retry_delays_ms)
+        listener = asyncio.create_task(self._listen(), name="listen")
+        gauges = asyncio.create_task(self._update_gauges(), name="gauges")
+        logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed, failed = await self.publish_batch(exchange)
+                except Exception as exc:
+                    logger.warning("relay pass failed, retrying in 1 s: %s", exc)
+                    await asyncio.sleep(1)
+                    continue
+                if failed:
+                    await asyncio.sleep(1)  # the broker refused some: do not hammer it
+                elif claimed < self._settings.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), self._settings.poll_interval_seconds
+                        )
+        finally:
+            listener.cancel()
+            gauges.cancel()
+            await connection.close()
+            await self._engine.dispose()
+
+    async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
+        """Publish one batch; return how many rows were claimed and how many failed."""
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(CLAIM.limit(self._settings.batch_size))).all()
+            if not rows:
+                return 0, 0
+            results = await asyncio.gather(
+                *(self._publish(exchange, row.routing_key, row.body) for row in rows),
+                return_exceptions=True,
+            )
+            confirmed = [
+                row.id for row, result in zip(rows, results, strict=True) if result is None
+            ]
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, BaseException):
+                    RELAY_FAILED.inc()
+                    for_order(logger, row.body["correlation_id"]).error(
+                        "publish of %s failed, row %d stays pending: %r",
+                        row.body["type"],
+                        row.id,
+                        result,
+                    )
+            if self._settings.fault_crash_after_publish:
+                crash()
+            if confirmed:
+                await conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id.in_(confirmed))
+                    .values(published_at=sa.func.now())
+                )
+        RELAY_PUBLISHED.inc(len(confirmed))
+        return len(rows), len(rows) - len(confirmed)
+
+    async def _publish(
+        self, exchange: AbstractExchange, routing_key: str, body: dict[str, Any]
+    ) -> None:
+        message = Message(
+            json.dumps(body, separators=(",", ":")).encode(),
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=body["message_id"],
+            correlation_id=body["correlation_id"],
+            type=body["type"],
+            timestamp=datetime.fromisoformat(body["occurred_at"]),
+        )
+        await exchange.publish(
+            message,
+            routing_key=routing_key,
+            mandatory=True,
+            timeout=self._settings.publish_timeout_seconds,
+        )
+        for_order(logger, body["correlation_id"]).info("published %s", body["type"])
+
+    async def _listen(self) -> None:
+        """Set the wake event on every NOTIFY; reconnect when the database goes away."""
+        dsn = make_url(self._settings.database_url).set(drivername="postgresql")
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    dsn.render_as_string(hide_password=False), autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # rows committed while nobody listened
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                await asyncio.sleep(1)
+
+    async def _update_gauges(self) -> None:
+        query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
+            outbox.c.published_at.is_(None)
+        )
+        while True:
+            with contextlib.suppress(Exception):
+                async with self._engine.connect() as conn:
+                    pending, oldest, now = (
+                        await conn.execute(query.add_columns(sa.func.now()))
+                    ).one()
+                RELAY_PENDING.set(pending)
+                RELAY_OLDEST_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+            await asyncio.sleep(5)
+
+
+async def _connect(url: str) -> aio_pika.abc.AbstractRobustConnection:
+    delay = 0.5
+    while True:
+        try:
+            return await aio_pika.connect_robust(
+                url, client_properties={"connection_name": "relay"}
+            )
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            logger.warning("broker unreachable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,119 @@
+"""python -m scripts.stack {up,down,start,kill,logs,status,prepare}: the stack without Docker.
+
+up              create and migrate the databases, start every process, follow all logs;
+                Ctrl-C or SIGTERM stops them all
+up --detach     the same in the background (pid files in var/run); `down` stops them
+logs NAME...    follow some processes' logs (or: tail -f var/log/NAME.log)
+kill NAME       SIGKILL one process by its pid, as a crash would
+start NAME      start one process (again)
+status          which processes run, with their pids
+"""
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from scripts.stack.core import PROCESSES, Stack
+from scripts.stack.follow import follow
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="prepare and start everything")
+    up.add_argument("--detach", action="store_true", help="start in the background and return")
+    commands.add_parser("down", help="stop what `up --detach` started")
+    commands.add_parser("prepare", help="create and migrate the databases only")
+    commands.add_parser("status", help="which processes run")
+    for name, help_text in (
+        ("start", "start processes"),
+        ("kill", "SIGKILL processes"),
+        ("stop", "SIGTERM processes"),
+        ("logs", "follow processes' logs"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(
+            "names", nargs="*" if name == "logs" else "+", choices=PROCESSES, metavar="NAME"
+        )
+    args = parser.parse_args()
+    stack = Stack()
+
+    if args.command == "prepare":
+        stack.prepare()
+    elif args.command == "up":
+        return _up(stack, detach=args.detach)
+    elif args.command == "down":
+        stack.stop(*[name for name in PROCESSES if stack.is_running(name)])
+    elif args.command == "status":
+        for name in PROCESSES:
+            state = f"running, pid {stack.pid_of(name)}" if stack.is_running(name) else "stopped"
+            print(f"{name:<16} {state}")
+    elif args.command == "start":
+        stack.start(*args.names)
+        stack.wait_ready(*args.names)
+    elif args.command == "kill":
+        for name in args.names:
+            stack.kill(name)
+            print(f"killed {name}")
+    elif args.command == "stop":
+        stack.stop(*args.names)
+    elif args.command == "logs":
+        names = args.names or list(PROCESSES)
+        _follow_until_signal({name: stack.log_path(name) for name in names}, from_start=True)
+    return 0
+
+
+def _up(stack: Stack, detach: bool) -> int:
+    running = [name for name in PROCESSES if stack.is_running(name)]
+    if running:
+        print(
+            f"already running: {', '.join(running)} (python -m scripts.stack down)", file=sys.stderr
+        )
+        return 1
+    stack.prepare()
+    stack.start()
+    if detach:
+        stack.wait_ready()
+        print("stack is up: order :8001, payment :8002, inventory :8003; logs in var/log/")
+        return 0
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow, args=({name: stack.log_path(name) for name in PROCESSES}, stop), daemon=True
+    )
+    follower.start()
+
+    def shutdown(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        stack.wait_ready()
+        print(
+            "stack is up: order :8001, payment :8002, inventory :8003 (Ctrl-C stops it)", flush=True
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        stop.set()
+    stop.wait()
+    print("stopping...", flush=True)
+    stack.stop()
+    follower.join(timeout=1)
+    return 0
+
+
+def _follow_until_signal(paths: dict, from_start: bool) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    follow(paths, stop, from_start=from_start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

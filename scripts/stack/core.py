@@ -1,0 +1,271 @@
+"""The no-Docker stack: the same processes as docker-compose.yml, on the local PostgreSQL and
+RabbitMQ. `python -m scripts.stack --help` is its command line; the tests drive `Stack` itself,
+each run with its own databases, vhost and ports.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("order", "payment", "inventory")
+RELAYS = tuple(f"{service}-relay" for service in SERVICES)
+PROCESSES = SERVICES + RELAYS
+DEFAULT_PORTS = {"order": 8001, "payment": 8002, "inventory": 8003}
+RELAY_READY_LINE = b"relaying outbox"
+
+
+@dataclass
+class StackConfig:
+    """Where the stack's pieces live. The defaults are SPEC.md's addresses."""
+
+    database_prefix: str = "saga"
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    amqp_host: str = "127.0.0.1"
+    amqp_port: int = 5672
+    amqp_user: str = "guest"
+    amqp_password: str = "guest"
+    vhost: str = "/"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    var_dir: Path = ROOT / "var"
+    # Extra environment for every process, and per process name.
+    env: dict[str, str] = field(default_factory=dict)
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # How to reach rabbitmqctl for the vhost (a test's own broker node needs `-n NODE`).
+    rabbitmqctl: list[str] = field(default_factory=lambda: ["rabbitmqctl"])
+
+    def database(self, service: str) -> str:
+        return f"{self.database_prefix}_{service}"
+
+    def database_url(self, service: str) -> str:
+        return (
+            f"postgresql+psycopg://{self.pg_user}@{self.pg_host}:{self.pg_port}/"
+            f"{self.database(service)}"
+        )
+
+    @property
+    def amqp_url(self) -> str:
+        return (
+            f"amqp://{self.amqp_user}:{self.amqp_password}@{self.amqp_host}:{self.amqp_port}/"
+            f"{quote(self.vhost, safe='')}"
+        )
+
+    def base_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+
+class Stack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create what is missing (databases, vhost) and migrate every database to head."""
+        self.create_databases()
+        self.create_vhost()
+        for service in SERVICES:
+            subprocess.run(
+                [sys.executable, "-m", f"services.{service}", "migrate"],
+                env=self.env_for(service),
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+
+    def _admin(self) -> psycopg.Connection:
+        c = self.config
+        return psycopg.connect(
+            host=c.pg_host, port=c.pg_port, user=c.pg_user, dbname="postgres", autocommit=True
+        )
+
+    def create_databases(self) -> None:
+        with self._admin() as conn:
+            for service in SERVICES:
+                name = self.config.database(service)
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+                if exists.fetchone() is None:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop_databases(self) -> None:
+        with self._admin() as conn:
+            for service in SERVICES:
+                conn.execute(
+                    f'DROP DATABASE IF EXISTS "{self.config.database(service)}" WITH (FORCE)'
+                )
+
+    def create_vhost(self) -> None:
+        vhost = self.config.vhost
+        if vhost == "/":
+            return
+        self._rabbitmqctl("add_vhost", vhost, check=False)
+        self._rabbitmqctl("set_permissions", "-p", vhost, self.config.amqp_user, ".*", ".*", ".*")
+
+    def delete_vhost(self) -> None:
+        if self.config.vhost != "/":
+            self._rabbitmqctl("delete_vhost", self.config.vhost, check=False)
+
+    def _rabbitmqctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [*self.config.rabbitmqctl, *args],
+            check=check,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    # -- processes ----------------------------------------------------------------------
+
+    def env_for(self, name: str, **overrides: str) -> dict[str, str]:
+        service = name.removesuffix("-relay")
+        c = self.config
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": c.database_url(service),
+            "AMQP_URL": c.amqp_url,
+            **c.env,
+            **c.process_env.get(name, {}),
+            **overrides,
+        }
+        if name in SERVICES:
+            env["HTTP_PORT"] = str(c.ports[name])
+        return env
+
+    def command(self, name: str) -> list[str]:
+        if name.endswith("-relay"):
+            return [sys.executable, "-m", "relay", name.removesuffix("-relay")]
+        return [sys.executable, "-m", f"services.{name}"]
+
+    def log_path(self, name: str) -> Path:
+        return self.config.log_dir / f"{name}.log"
+
+    def pid_path(self, name: str) -> Path:
+        return self.config.run_dir / f"{name}.pid"
+
+    def start(self, *names: str, **env: str) -> None:
+        """Start processes (all when none are named) with optional extra environment."""
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in names or PROCESSES:
+            with self.log_path(name).open("ab") as log:
+                self._log_offsets[name] = log.tell()
+                process = subprocess.Popen(
+                    self.command(name),
+                    cwd=ROOT,
+                    env=self.env_for(name, **env),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    # Its own session: a Ctrl-C in the terminal reaches the supervisor, which
+                    # then stops each child in order, instead of reaching all at once.
+                    start_new_session=True,
+                )
+            self.processes[name] = process
+            self.pid_path(name).write_text(str(process.pid))
+
+    def wait_ready(self, *names: str, timeout: float = 30.0) -> None:
+        """Poll each service's /readyz and each relay's log until it is up, with a deadline."""
+        deadline = time.monotonic() + timeout
+        for name in names or PROCESSES:
+            while not self._is_ready(name):
+                process = self.processes.get(name)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {process.returncode}; see {self.log_path(name)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{name} not ready after {timeout} s; see {self.log_path(name)}"
+                    )
+                time.sleep(0.1)
+
+    def _is_ready(self, name: str) -> bool:
+        if name in SERVICES:
+            try:
+                return (
+                    httpx.get(f"{self.config.base_url(name)}/readyz", timeout=1).status_code == 200
+                )
+            except httpx.HTTPError:
+                return False
+        # A log file collects every run of its process: only what this run wrote counts.
+        with self.log_path(name).open("rb") as log:
+            log.seek(self._log_offsets.get(name, 0))
+            return RELAY_READY_LINE in log.read()
+
+    def pid_of(self, name: str) -> int | None:
+        if name in self.processes:
+            return self.processes[name].pid
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(self.pid_path(name).read_text())
+        return None
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to one process by its pid; SIGKILL waits until it is gone."""
+        pid = self.pid_of(name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            self._reap(name, pid, timeout=10)
+
+    def stop(self, *names: str, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL whatever has not exited by the deadline."""
+        names = names or PROCESSES
+        for name in names:
+            self.kill(name, signal.SIGTERM)
+        for name in names:
+            pid = self.pid_of(name)
+            if pid is not None and not self._reap(name, pid, timeout):
+                self.kill(name, signal.SIGKILL)
+
+    def _reap(self, name: str, pid: int, timeout: float) -> bool:
+        process = self.processes.get(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None:
+                if process.poll() is not None:
+                    break
+            elif not _alive(pid):
+                break
+            time.sleep(0.02)
+        else:
+            return False
+        self.processes.pop(name, None)
+        self.pid_path(name).unlink(missing_ok=True)
+        return True
+
+    def is_running(self, name: str) -> bool:
+        pid = self.pid_of(name)
+        return pid is not None and _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True

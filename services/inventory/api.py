@@ -1,0 +1,98 @@
+"""The inventory service's HTTP API (SPEC.md, "HTTP")."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.dialects.postgresql import insert
+
+from services.inventory.tables import products, releases, reservations, restocks
+from shared.events import Item
+from shared.service import EngineDep
+
+router = APIRouter(tags=["inventory"])
+
+Sku = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class Restock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: int = Field(gt=0, le=1_000_000_000)
+
+
+class Product(BaseModel):
+    sku: str
+    available: int
+    reserved: int
+
+
+class Reservation(BaseModel):
+    reservation_id: UUID
+    status: Literal["RESERVED", "RELEASED"]
+    items: list[Item]
+    created_at: datetime
+
+
+class Reservations(BaseModel):
+    order_id: UUID
+    reservations: list[Reservation]
+
+
+PRODUCT_COLUMNS = [products.c.sku, products.c.available, products.c.reserved]
+
+
+@router.post("/products/{sku}/restock", status_code=201, response_model=Product)
+async def restock(sku: Sku, body: Restock, engine: EngineDep) -> Any:
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                insert(products)
+                .values(sku=sku, available=body.quantity, reserved=0)
+                .on_conflict_do_update(
+                    index_elements=[products.c.sku],
+                    set_={
+                        "available": products.c.available + body.quantity,
+                        "updated_at": sa.func.now(),
+                    },
+                )
+                .returning(*PRODUCT_COLUMNS)
+            )
+        ).one()
+        await conn.execute(
+            restocks.insert().values(restock_id=uuid4(), sku=sku, quantity=body.quantity)
+        )
+    return row._asdict()
+
+
+@router.get("/products/{sku}", response_model=Product)
+async def get_product(sku: Sku, engine: EngineDep) -> Any:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(*PRODUCT_COLUMNS).where(products.c.sku == sku))
+        ).one_or_none()
+    if row is None:
+        raise HTTPException(404, f"product {sku} not found")
+    return row._asdict()
+
+
+@router.get("/reservations", response_model=Reservations)
+async def reservations_of_order(order_id: UUID, engine: EngineDep) -> Any:
+    # A reservation is never updated: it is RELEASED when a release record points at it.
+    status = sa.case((releases.c.release_id.is_(None), "RESERVED"), else_="RELEASED")
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                reservations.c.reservation_id,
+                status.label("status"),
+                reservations.c["items"],
+                reservations.c.created_at,
+            )
+            .outerjoin(releases, releases.c.reservation_id == reservations.c.reservation_id)
+            .where(reservations.c.order_id == order_id)
+            .order_by(reservations.c.created_at)
+        )
+        return {"order_id": order_id, "reservations": [row._asdict() for row in rows]}

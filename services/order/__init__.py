@@ -1,0 +1,1 @@
+"""The order service: takes orders, follows the saga's events, owns the order state machine."""

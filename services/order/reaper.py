@@ -1,0 +1,67 @@
+"""The reaper: cancels in-flight orders past their deadline, so no saga stays stuck.
+
+Safe with several order-service processes: each claims its batch with FOR UPDATE SKIP LOCKED,
+and the state machine's conditional update refuses an order that moved on meanwhile.
+"""
+
+import asyncio
+import logging
+
+import sqlalchemy as sa
+from prometheus_client import Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.order.state import IN_FLIGHT, Status, describe, move
+from services.order.tables import orders
+from shared.events import OrderCancelled
+from shared.log import for_order
+from shared.uow import UnitOfWork
+
+logger = logging.getLogger("reaper")
+
+OVERDUE = Gauge("saga_orders_overdue", "In-flight orders past their deadline, not yet cancelled.")
+BATCH = 100
+
+
+async def cancel_overdue(engine: AsyncEngine) -> int:
+    """Cancel one batch of overdue orders; return how many were cancelled."""
+    async with UnitOfWork(engine, "order") as uow:
+        overdue = (
+            await uow.conn.scalars(
+                sa.select(orders.c.order_id)
+                .where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
+                .order_by(orders.c.deadline_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for order_id in overdue:
+            current, steps = await move(uow.conn, order_id, Status.CANCELLED, reason="timeout")
+            if steps:
+                uow.emit(OrderCancelled(order_id=order_id, reason="timeout"))
+            for_order(logger, order_id).info(
+                "deadline passed: %s -> OrderCancelled", describe(current, steps)
+            )
+        await uow.commit()
+    return len(overdue)
+
+
+async def count_overdue(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(orders)
+            .where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
+        )
+    return count or 0
+
+
+async def run_reaper(engine: AsyncEngine, interval_seconds: float) -> None:
+    while True:
+        try:
+            while await cancel_overdue(engine) == BATCH:
+                pass
+            OVERDUE.set(await count_overdue(engine))
+        except Exception:
+            logger.exception("reaper pass failed; trying again in %.1f s", interval_seconds)
+        await asyncio.sleep(interval_seconds)

@@ -1,0 +1,12 @@
+from pydantic import Field
+
+from shared.settings import ServiceSettings, database_url
+
+
+class OrderSettings(ServiceSettings):
+    http_port: int = 8001
+    database_url: str = database_url("saga_order")
+    # Every order must reach a terminal state by this long after it was placed; the reaper
+    # cancels it otherwise.
+    order_deadline_seconds: float = Field(default=30.0, gt=0)
+    reaper_interval_seconds: float = Field(default=1.0, gt=0)

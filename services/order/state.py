@@ -1,0 +1,113 @@
+"""The order state machine: the one place that decides and records every status change.
+
+The status is the saga's semantic lock. Every change is a conditional UPDATE (`WHERE status =
+<from>`) on a row locked FOR UPDATE, so a concurrent writer (a second consumer, the reaper, a
+customer's cancel) can never skip or undo a transition, and every change is recorded in
+order_history with the message that caused it.
+"""
+
+from enum import StrEnum
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.order.tables import order_history, orders
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    PAID = "PAID"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.PAID, Status.REJECTED, Status.CANCELLED}),
+    Status.PAID: frozenset({Status.CONFIRMED, Status.REJECTED, Status.CANCELLED}),
+    Status.CONFIRMED: frozenset(),
+    Status.REJECTED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+TERMINAL = frozenset(status for status, targets in ALLOWED.items() if not targets)
+IN_FLIGHT = frozenset(ALLOWED) - TERMINAL
+
+
+def path(current: Status, target: Status) -> list[Status]:
+    """The statuses an order passes through to reach `target`; empty if it must not move.
+
+    Reservations follow payments, so an InventoryReserved that overtakes its PaymentSucceeded
+    proves the payment: PENDING goes to CONFIRMED through PAID, and both steps are recorded.
+    """
+    if target in ALLOWED[current]:
+        return [target]
+    if current is Status.PENDING and target is Status.CONFIRMED:
+        return [Status.PAID, Status.CONFIRMED]
+    return []
+
+
+class UnknownOrder(LookupError):
+    pass
+
+
+async def current_status(conn: AsyncConnection, order_id: UUID) -> Status:
+    """Lock the order's row for this transaction and read its status."""
+    status = await conn.scalar(
+        sa.select(orders.c.status).where(orders.c.order_id == order_id).with_for_update()
+    )
+    if status is None:
+        raise UnknownOrder(order_id)
+    return Status(status)
+
+
+async def move(
+    conn: AsyncConnection,
+    order_id: UUID,
+    target: Status,
+    *,
+    reason: str | None = None,
+    message_id: UUID | None = None,
+) -> tuple[Status, list[Status]]:
+    """Move the order towards `target`. Returns where it was and the statuses it went through."""
+    current = await current_status(conn, order_id)
+    steps = path(current, target)
+    source = current
+    for step in steps:
+        updated = await conn.execute(
+            orders.update()
+            .where(orders.c.order_id == order_id, orders.c.status == source)
+            .values(status=step, reason=reason, updated_at=sa.func.now())
+        )
+        if updated.rowcount != 1:  # impossible under the row lock; refuse rather than guess
+            raise RuntimeError(f"order {order_id} left {source} under a lock")
+        await record(conn, order_id, source, step, reason=reason, message_id=message_id)
+        source = step
+    return current, steps
+
+
+async def record(
+    conn: AsyncConnection,
+    order_id: UUID,
+    source: Status | None,
+    target: Status,
+    *,
+    reason: str | None,
+    message_id: UUID | None,
+) -> None:
+    await conn.execute(
+        order_history.insert().values(
+            order_id=order_id,
+            from_status=source,
+            to_status=target,
+            reason=reason,
+            message_id=message_id,
+        )
+    )
+
+
+def describe(current: Status, steps: list[Status]) -> str:
+    """`PENDING -> PAID`, or why nothing moved."""
+    if not steps:
+        return f"ignored, order is {current}"
+    return " -> ".join([current, *steps])

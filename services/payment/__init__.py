@@ -1,0 +1,1 @@
+"""The payment service: customers' wallets; charges on OrderCreated, refunds on failure."""

@@ -1,0 +1,108 @@
+"""The payment service's HTTP API (SPEC.md, "HTTP")."""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.dialects.postgresql import insert
+
+from services.payment.tables import accounts, charges, deposits, refunds
+from shared.service import EngineDep
+
+router = APIRouter(tags=["payments"])
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class Deposit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_cents: int = Field(gt=0, le=10_000_000_000)
+
+
+class Account(BaseModel):
+    customer_id: str
+    balance_cents: int
+
+
+class Charge(BaseModel):
+    payment_id: UUID
+    amount_cents: int
+    created_at: datetime
+
+
+class Refund(BaseModel):
+    refund_id: UUID
+    payment_id: UUID
+    amount_cents: int
+    reason: str
+    created_at: datetime
+
+
+class Payments(BaseModel):
+    order_id: UUID
+    charges: list[Charge]
+    refunds: list[Refund]
+
+
+@router.post("/accounts/{customer_id}/deposits", status_code=201, response_model=Account)
+async def deposit(customer_id: CustomerId, body: Deposit, engine: EngineDep) -> Any:
+    async with engine.begin() as conn:
+        balance = await conn.scalar(
+            insert(accounts)
+            .values(customer_id=customer_id, balance_cents=body.amount_cents)
+            .on_conflict_do_update(
+                index_elements=[accounts.c.customer_id],
+                set_={
+                    "balance_cents": accounts.c.balance_cents + body.amount_cents,
+                    "updated_at": sa.func.now(),
+                },
+            )
+            .returning(accounts.c.balance_cents)
+        )
+        await conn.execute(
+            deposits.insert().values(
+                deposit_id=uuid4(), customer_id=customer_id, amount_cents=body.amount_cents
+            )
+        )
+    return {"customer_id": customer_id, "balance_cents": balance}
+
+
+@router.get("/accounts/{customer_id}", response_model=Account)
+async def get_account(customer_id: CustomerId, engine: EngineDep) -> Any:
+    async with engine.connect() as conn:
+        balance = await conn.scalar(
+            sa.select(accounts.c.balance_cents).where(accounts.c.customer_id == customer_id)
+        )
+    if balance is None:
+        raise HTTPException(404, f"account {customer_id} not found")
+    return {"customer_id": customer_id, "balance_cents": balance}
+
+
+@router.get("/payments", response_model=Payments)
+async def payments_of_order(order_id: UUID, engine: EngineDep) -> Any:
+    async with engine.connect() as conn:
+        charge_rows = await conn.execute(
+            sa.select(charges.c.payment_id, charges.c.amount_cents, charges.c.created_at)
+            .where(charges.c.order_id == order_id)
+            .order_by(charges.c.created_at)
+        )
+        refund_rows = await conn.execute(
+            sa.select(
+                refunds.c.refund_id,
+                refunds.c.payment_id,
+                refunds.c.amount_cents,
+                refunds.c.reason,
+                refunds.c.created_at,
+            )
+            .where(refunds.c.order_id == order_id)
+            .order_by(refunds.c.created_at)
+        )
+        return {
+            "order_id": order_id,
+            "charges": [row._asdict() for row in charge_rows],
+            "refunds": [row._asdict() for row in refund_rows],
+        }

@@ -1,0 +1,1 @@
+"""The machinery every service shares: envelope, events, outbox, inbox, consumer, topology."""

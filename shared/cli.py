@@ -1,0 +1,33 @@
+"""`python -m services.<name> [serve|migrate]`: the one entry point of each service."""
+
+import argparse
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.migrations import upgrade
+from shared.settings import ServiceSettings
+
+
+def main(
+    name: str,
+    settings_type: type[ServiceSettings],
+    create_app: Callable[[ServiceSettings], FastAPI],
+) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m services.{name}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args()
+    settings = settings_type()
+    if args.command == "migrate":
+        upgrade(name, settings.database_url)
+        print(f"{name}: database migrated to head")
+        return
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

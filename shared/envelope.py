@@ -1,0 +1,83 @@
+"""The envelope every message travels in, and the one place that turns bytes into an event.
+
+A body that is not JSON, lacks a message id, names an unknown type or version, or fails its
+schema is poison: `decode` raises `PoisonMessage` with a short reason, and the consumer
+dead-letters it at once instead of retrying something that can never succeed.
+"""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.events import EVENT_TYPES, Event
+
+SCHEMA_VERSION = 1
+
+
+class PoisonMessage(Exception):
+    """A message that no retry can fix. `reason` is a short snake_case word for the DLQ header."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    correlation_id: UUID
+    causation_id: UUID | None
+    producer: str
+    data: dict[str, Any]
+
+
+def wrap(event: Event, producer: str, causation_id: UUID | None) -> Envelope:
+    return Envelope(
+        message_id=uuid4(),
+        type=type(event).__name__,
+        version=SCHEMA_VERSION,
+        occurred_at=datetime.now(UTC),
+        correlation_id=event.order_id,
+        causation_id=causation_id,
+        producer=producer,
+        data=event.model_dump(mode="json"),
+    )
+
+
+def decode(body: bytes) -> tuple[Envelope, Event]:
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoisonMessage("not_json", str(exc)) from None
+    if not isinstance(raw, dict) or not raw.get("message_id"):
+        raise PoisonMessage("no_message_id")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise PoisonMessage("invalid_envelope", _first_error(exc)) from None
+    event_type = EVENT_TYPES.get(envelope.type)
+    if event_type is None:
+        raise PoisonMessage("unknown_type", envelope.type)
+    if envelope.version != SCHEMA_VERSION:
+        raise PoisonMessage("unknown_version", f"{envelope.type} v{envelope.version}")
+    try:
+        event = event_type.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise PoisonMessage("invalid_data", _first_error(exc)) from None
+    if event.order_id != envelope.correlation_id:
+        raise PoisonMessage("invalid_data", "correlation_id differs from data.order_id")
+    return envelope, event
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,69 @@
+"""Logging for the person tailing three terminals: one line per meaningful step.
+
+    12:00:01.234 payment   | order 3f2a9c1e | charged 5000 for OrderCreated -> PaymentSucceeded
+
+JSON lines are a setting (LOG_JSON=true), not the default.
+"""
+
+import json
+import logging
+import sys
+from uuid import UUID
+
+
+class _Readable(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__(datefmt="%H:%M:%S")
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        order = getattr(record, "order_id", None)
+        where = f"order {short(order)} | " if order else ""
+        line = (
+            f"{self.formatTime(record, self.datefmt)}.{int(record.msecs):03d} {self._service:<9} | "
+            f"{where}{record.getMessage()}"
+        )
+        if record.levelno >= logging.WARNING:
+            line = f"{line} [{record.levelname.lower()}]"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+class _Json(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "service": self._service,
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        if (order := getattr(record, "order_id", None)) is not None:
+            entry["order_id"] = str(order)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def short(order_id: UUID | str) -> str:
+    return str(order_id)[:8]
+
+
+def setup(service: str, level: str = "INFO", as_json: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Json(service) if as_json else _Readable(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The libraries' own chatter (reconnect attempts aside) is noise for this audience.
+    for noisy in ("aiormq", "aio_pika", "uvicorn.access", "uvicorn.error", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def for_order(logger: logging.Logger, order_id: UUID) -> logging.LoggerAdapter[logging.Logger]:
+    return logging.LoggerAdapter(logger, {"order_id": order_id})

@@ -1,0 +1,155 @@
+"""What every service process has besides its domain: lifespan, consumer, health and metrics.
+
+`build_app` is the one place a service is wired together (its bootstrap): the service passes
+its name, settings, handler table, routes and background tasks.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Annotated
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import log
+from shared.consumer import Consumer, Handler
+from shared.db import create_engine, ping
+from shared.faults import Faults
+from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork
+
+logger = logging.getLogger("service")
+
+# A background task of the service (the order reaper, say): runs until cancelled.
+BackgroundTask = Callable[[AsyncEngine], Awaitable[None]]
+
+
+class Runtime:
+    """The process's long-lived resources, kept on `app.state.runtime`."""
+
+    def __init__(self, name: str, settings: ServiceSettings, handlers: Mapping[str, Handler]):
+        self.name = name
+        self.settings = settings
+        self.engine = create_engine(settings.database_url, settings.db_pool_size)
+        self.connection: AbstractRobustConnection | None = None
+        self.consumer = Consumer(
+            name,
+            self.engine,
+            handlers,
+            prefetch=settings.consumer_prefetch,
+            retry_delays_ms=settings.retry_delays_ms,
+            faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
+        )
+
+    async def connect_and_consume(self) -> None:
+        """Keep trying until the broker answers; the API serves (and the outbox fills) meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                self.connection = await aio_pika.connect_robust(
+                    self.settings.amqp_url, client_properties={"connection_name": self.name}
+                )
+                break
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                logger.warning("broker unreachable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await self.consumer.start(self.connection)
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        broker_up = self.connection is not None and not self.connection.is_closed
+        checks["broker"] = "ok" if broker_up else "unreachable"
+        return checks
+
+
+def build_app(
+    name: str,
+    settings: ServiceSettings,
+    handlers: Mapping[str, Handler],
+    router: APIRouter,
+    background: Sequence[BackgroundTask] = (),
+) -> FastAPI:
+    log.setup(name, settings.log_level, settings.log_json)
+    runtime = Runtime(name, settings, handlers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(runtime.connect_and_consume(), name="consumer")]
+        tasks += [asyncio.create_task(task(runtime.engine)) for task in background]
+        logger.info("%s service listening on %s:%d", name, settings.http_host, settings.http_port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if runtime.connection is not None:
+                await runtime.connection.close()
+            await runtime.engine.dispose()
+
+    app = FastAPI(title=f"{name} service", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(router)
+    app.include_router(_operations_router())
+    for unavailable in (OperationalError, OSError, TimeoutError):
+        app.add_exception_handler(unavailable, _database_unavailable)
+    return app
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await request.app.state.runtime.ready()
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A lost or refused connection is an outage the client can retry; any other database
+    # error is a bug and stays a 500 with its trace in the log.
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _engine(request: Request) -> AsyncEngine:
+    return _runtime(request).engine
+
+
+def _unit_of_work(request: Request) -> UnitOfWork:
+    runtime = _runtime(request)
+    return UnitOfWork(runtime.engine, runtime.name)
+
+
+# Dependencies for the services' routes.
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(_unit_of_work)]

@@ -1,0 +1,39 @@
+"""Settings: one pydantic-settings object per process, read from the environment.
+
+The defaults run against a local PostgreSQL and RabbitMQ; docker-compose.yml and the no-Docker
+stack override them with the same variable names.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def database_url(database: str, host: str = "127.0.0.1", port: int = 5432) -> str:
+    return f"postgresql+psycopg://postgres@{host}:{port}/{database}"
+
+
+class CommonSettings(BaseSettings):
+    """What every process (service or relay) reads."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    log_level: str = "INFO"
+    log_json: bool = False
+    # Transient failures are retried after these delays, then dead-lettered. Every process
+    # declares the delay queues (shared/topology.py), so every process reads them.
+    retry_delays_ms: list[int] = [1_000, 5_000, 30_000, 60_000, 120_000]
+
+
+class ServiceSettings(CommonSettings):
+    """A service process: its HTTP API and its consumer."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int
+    database_url: str
+    db_pool_size: int = 10
+    # How many deliveries one process works on at once (the channel's prefetch).
+    consumer_prefetch: int = Field(default=16, ge=1, le=1000)
+    # Fault injection for tests and demos; empty means off.
+    fault_crash_after_commit: str = ""  # a routing key: SIGKILL self after committing its effect
+    fault_fail_handler: str = ""  # "handler_name:N": that handler raises N times, then works

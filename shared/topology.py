@@ -1,0 +1,91 @@
+"""The broker topology, declared in full by every process before it publishes or consumes.
+
+Every process declares every queue and binding, not only its own: a relay that starts before
+the payment service must still find `payment.events` bound, or the OrderCreated it publishes
+would reach only the audit stream and payment would never see it.
+
+Declarations are idempotent, but their arguments must match exactly what the broker already
+has, so they live here once.
+"""
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+EVENTS_EXCHANGE = "saga.events"
+DEAD_LETTER_EXCHANGE = "saga.dlx"
+AUDIT_STREAM = "saga.audit"
+
+# Which routing keys each service's work queue receives. Each service's HANDLERS table has
+# exactly these keys (a unit test holds them together).
+BINDINGS: dict[str, tuple[str, ...]] = {
+    "order": ("payment.succeeded", "payment.failed", "inventory.reserved", "inventory.failed"),
+    "payment": ("order.created", "order.cancelled", "inventory.failed"),
+    "inventory": ("payment.succeeded", "order.cancelled"),
+}
+
+AUDIT_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-age": "7D",
+    "x-max-length-bytes": 2_000_000_000,
+    "x-stream-max-segment-size-bytes": 50_000_000,
+}
+
+
+def work_queue(service: str) -> str:
+    return f"{service}.events"
+
+
+def dead_letter_queue(service: str) -> str:
+    return f"{service}.events.dlq"
+
+
+def retry_queue(service: str, delay_ms: int) -> str:
+    return f"{service}.events.retry.{delay_ms}ms"
+
+
+def work_queue_arguments(service: str) -> dict[str, object]:
+    return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service))
+
+
+def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str, object]:
+    # At-least-once dead-lettering (RabbitMQ 3.10+) needs reject-publish overflow: a message
+    # leaves a quorum queue for its dead-letter target only once that target confirmed it.
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": dead_letter_exchange,
+        "x-dead-letter-routing-key": dead_letter_routing_key,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> AbstractExchange:
+    """Declare the whole topology; return the events exchange."""
+    events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
+    dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
+
+    audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
+    await audit.bind(events, routing_key="#")
+
+    for service, keys in BINDINGS.items():
+        dlq_name = dead_letter_queue(service)
+        dlq = await channel.declare_queue(
+            dlq_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(dlx, routing_key=dlq_name)
+
+        queue = await channel.declare_queue(
+            work_queue(service), durable=True, arguments=work_queue_arguments(service)
+        )
+        for key in keys:
+            await queue.bind(events, routing_key=key)
+
+        # One delay queue per retry delay: a message waits out its TTL there, then is
+        # dead-lettered back to the work queue. Per-delay queues keep a 30 s wait from holding
+        # up a 1 s one (a queue only expires messages at its head).
+        for delay_ms in retry_delays_ms:
+            retry_args = _quorum("", work_queue(service)) | {"x-message-ttl": delay_ms}
+            await channel.declare_queue(
+                retry_queue(service, delay_ms), durable=True, arguments=retry_args
+            )
+    return events
