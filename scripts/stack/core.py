@@ -137,7 +137,8 @@ class Stack:
     # -- processes ----------------------------------------------------------------------
 
     def env_for(self, name: str, **overrides: str) -> dict[str, str]:
-        service = name.removesuffix("-relay")
+        kind = _kind(name)
+        service = kind.removesuffix("-relay")
         c = self.config
         env = {
             **os.environ,
@@ -145,17 +146,18 @@ class Stack:
             "DATABASE_URL": c.database_url(service),
             "AMQP_URL": c.amqp_url,
             **c.env,
-            **c.process_env.get(name, {}),
+            **c.process_env.get(kind, {}),
             **overrides,
         }
-        if name in SERVICES:
+        if kind in SERVICES:
             env["HTTP_PORT"] = str(c.ports[name])
         return env
 
     def command(self, name: str) -> list[str]:
-        if name.endswith("-relay"):
-            return [sys.executable, "-m", "relay", name.removesuffix("-relay")]
-        return [sys.executable, "-m", f"services.{name}"]
+        kind = _kind(name)
+        if kind.endswith("-relay"):
+            return [sys.executable, "-m", "relay", kind.removesuffix("-relay")]
+        return [sys.executable, "-m", f"services.{kind}"]
 
     def log_path(self, name: str) -> Path:
         return self.config.log_dir / f"{name}.log"
@@ -164,7 +166,10 @@ class Stack:
         return self.config.run_dir / f"{name}.pid"
 
     def start(self, *names: str, **env: str) -> None:
-        """Start processes (all when none are named) with optional extra environment."""
+        """Start processes (all when none are named) with optional extra environment.
+
+        A name with a suffix (`order-relay.2`) starts another instance of that process.
+        """
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
         for name in names or PROCESSES:
@@ -201,7 +206,7 @@ class Stack:
                 time.sleep(0.1)
 
     def _is_ready(self, name: str) -> bool:
-        if name in SERVICES:
+        if _kind(name) in SERVICES:
             try:
                 return (
                     httpx.get(f"{self.config.base_url(name)}/readyz", timeout=1).status_code == 200
@@ -256,9 +261,25 @@ class Stack:
         self.pid_path(name).unlink(missing_ok=True)
         return True
 
+    def wait_exit(self, name: str, timeout: float = 15.0) -> int:
+        """Wait for a process to exit by itself (an injected crash); return its exit status."""
+        process = self.processes[name]
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{name} still running after {timeout} s") from None
+        self.processes.pop(name)
+        self.pid_path(name).unlink(missing_ok=True)
+        return code
+
     def is_running(self, name: str) -> bool:
         pid = self.pid_of(name)
         return pid is not None and _alive(pid)
+
+
+def _kind(name: str) -> str:
+    """`order-relay.2`, a second instance, runs what `order-relay` runs."""
+    return name.partition(".")[0]
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,54 @@
+"""The test run's own stack: its own databases, vhost and ports, so two runs never meet.
+
+Unit tests need none of it; the `stack` fixture starts the processes on first use and stops
+them, by pid, when the session ends.
+"""
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.stack import SERVICES, Stack, StackConfig
+from tests.helpers import SagaClient
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+# Short retry delays keep the retry tests quick; everything else is the default.
+TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(
+        database_prefix=f"sagatest_{RUN_ID}",
+        vhost=f"saga-test-{RUN_ID}",
+        ports={service: free_port() for service in SERVICES},
+        var_dir=Path(os.environ.get("SAGA_TEST_VAR", tmp_path_factory.mktemp("stack"))),
+        env=TEST_ENV,
+    )
+    stack = Stack(config)
+    stack.prepare()
+    try:
+        stack.start()
+        stack.wait_ready(timeout=60)
+        yield stack
+    finally:
+        stack.stop(*list(stack.processes))
+        stack.drop_databases()
+        stack.delete_vhost()
+
+
+@pytest.fixture(scope="session")
+def saga(stack: Stack) -> Iterator[SagaClient]:
+    with SagaClient(stack) as client:
+        yield client

@@ -1,0 +1,115 @@
+"""Processes killed with SIGKILL at each crash window of the outbox and the inbox.
+
+Whatever the window, every event is delivered at least once and applied exactly once.
+"""
+
+import signal
+
+from scripts.stack import Stack
+from tests.helpers import LogCursor, SagaClient, sql, wait_until
+
+
+def pending_outbox(stack: Stack, service: str, order_id: str) -> list[str]:
+    rows = sql(
+        stack,
+        service,
+        "SELECT body->>'type' FROM outbox WHERE published_at IS NULL AND body->>'correlation_id' = %s",
+        order_id,
+    )
+    return [row[0] for row in rows]
+
+
+def test_a_killed_relay_publishes_its_pending_rows_after_restart(
+    saga: SagaClient, stack: Stack
+) -> None:
+    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
+    stack.kill("order-relay", signal.SIGKILL)
+    try:
+        orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(3)]
+        for order_id in orders:
+            assert pending_outbox(stack, "order", order_id) == ["OrderCreated"]
+            assert saga.get_order(order_id)["status"] == "PENDING"
+    finally:
+        stack.start("order-relay")
+    stack.wait_ready("order-relay")
+    for order_id in orders:
+        saga.wait_for_status(order_id, "CONFIRMED")
+        assert pending_outbox(stack, "order", order_id) == []
+    assert saga.balance(customer) == 9_700
+
+
+def test_a_relay_dying_between_publish_and_mark_causes_a_duplicate_and_one_effect(
+    saga: SagaClient, stack: Stack
+) -> None:
+    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
+    stack.kill("order-relay")
+    order_id = saga.place_order(customer, (sku, 2, 450))["order_id"]
+    payment_log = LogCursor(stack, "payment")
+
+    stack.start("order-relay", FAULT_CRASH_AFTER_PUBLISH="true")
+    assert stack.wait_exit("order-relay") == -signal.SIGKILL
+    # Published and confirmed, but the relay died before marking it: still pending (and the
+    # saga moved on without it, so OrderConfirmed may be waiting too).
+    payment_log.wait_for(f"order {order_id[:8]} | charged 900")
+    assert "OrderCreated" in pending_outbox(stack, "order", order_id)
+
+    stack.start("order-relay")
+    saga.wait_for_status(order_id, "CONFIRMED")
+    payment_log.wait_for(f"order {order_id[:8]} | duplicate OrderCreated")
+    assert pending_outbox(stack, "order", order_id) == []
+    assert len(saga.payments(order_id)["charges"]) == 1
+    assert saga.balance(customer) == 9_100
+
+
+def test_a_consumer_killed_after_commit_before_ack_is_redelivered_with_one_effect(
+    saga: SagaClient, stack: Stack
+) -> None:
+    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
+    stack.stop("payment")
+    stack.start("payment", FAULT_CRASH_AFTER_COMMIT="order.created")
+    stack.wait_ready("payment")
+
+    order_id = saga.place_order(customer, (sku, 1, 1_234))["order_id"]
+    assert stack.wait_exit("payment") == -signal.SIGKILL
+    # The charge committed before the crash; the delivery was never acked.
+    charges = sql(
+        stack, "payment", "SELECT amount_cents FROM charges WHERE order_id = %s", order_id
+    )
+    assert charges == [(1_234,)]
+
+    payment_log = LogCursor(stack, "payment")
+    stack.start("payment")
+    stack.wait_ready("payment")
+    saga.wait_for_status(order_id, "CONFIRMED")
+    payment_log.wait_for(f"order {order_id[:8]} | duplicate OrderCreated")
+    assert len(saga.payments(order_id)["charges"]) == 1
+    assert saga.balance(customer) == 10_000 - 1_234
+
+
+def test_two_relays_on_one_database_publish_every_row_with_every_effect_once(
+    saga: SagaClient, stack: Stack
+) -> None:
+    customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
+    first, second = LogCursor(stack, "order-relay"), LogCursor(stack, "order-relay.2")
+    stack.start("order-relay.2")
+    try:
+        stack.wait_ready("order-relay.2")
+        orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(60)]
+        for order_id in orders:
+            saga.wait_for_status(order_id, "CONFIRMED")
+    finally:
+        stack.stop("order-relay.2")
+
+    published = first.read() + second.read()
+    for order_id in orders:
+        assert published.count(f"order {order_id[:8]} | published OrderCreated") == 1
+        assert len(saga.payments(order_id)["charges"]) == 1
+    assert "published OrderCreated" in first.read()
+    assert "published OrderCreated" in second.read()
+    assert saga.balance(customer) == 1_000_000 - 60 * 100
+    assert saga.product(sku)["available"] == 1_000 - 60
+    wait_until(
+        lambda: (
+            sql(stack, "order", "SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)]
+        )
+    )

@@ -1,0 +1,115 @@
+"""The happy path end to end: POST /orders, and a moment later the order is CONFIRMED."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import httpx
+
+from shared.envelope import wrap
+from shared.events import Item, OrderCreated
+from tests.helpers import LogCursor, SagaClient, broker, publish, wait_until
+
+
+def test_funded_customer_ordering_stocked_skus_is_confirmed(saga: SagaClient) -> None:
+    customer = saga.funded_customer(10_000)
+    shirt, mug = saga.stocked_sku(5), saga.stocked_sku(3)
+
+    order = saga.place_order(customer, (shirt, 2, 1_500), (mug, 1, 2_000))
+    assert order["status"] == "PENDING"
+    assert order["total_cents"] == 5_000
+
+    confirmed = saga.wait_for_status(order["order_id"], "CONFIRMED")
+    assert confirmed["reason"] is None
+    assert saga.balance(customer) == 5_000
+    assert saga.product(shirt) == {"sku": shirt, "available": 3, "reserved": 2}
+    assert saga.product(mug) == {"sku": mug, "available": 2, "reserved": 1}
+
+    payments = saga.payments(order["order_id"])
+    assert [charge["amount_cents"] for charge in payments["charges"]] == [5_000]
+    assert payments["refunds"] == []
+    [reservation] = saga.reservations(order["order_id"])
+    assert reservation["status"] == "RESERVED"
+    assert reservation["items"] == order["items"]
+    assert saga.history(order["order_id"]) == ["PENDING", "PAID", "CONFIRMED"]
+
+
+async def test_the_same_order_created_ten_times_charges_once(saga: SagaClient) -> None:
+    customer = saga.funded_customer(10_000)
+    sku = saga.stocked_sku(10)
+    event = OrderCreated(
+        order_id=uuid4(),
+        customer_id=customer,
+        items=[Item(sku=sku, quantity=1, unit_price_cents=700)],
+        total_cents=700,
+        deadline_at=datetime.now(UTC) + timedelta(minutes=1),
+    )
+    envelope = wrap(event, producer="test", causation_id=None)
+    payment_log = LogCursor(saga.stack, "payment")
+
+    async with broker(saga.stack) as exchange:
+        for _ in range(10):
+            await publish(exchange, envelope, "order.created")
+
+    log = await asyncio.to_thread(
+        payment_log.wait_for, f"duplicate OrderCreated {str(envelope.message_id)[:8]} ignored", 9
+    )
+    assert log.count("charged 700") == 1
+    assert len(saga.payments(str(event.order_id))["charges"]) == 1
+    assert saga.balance(customer) == 9_300
+
+
+async def test_a_hundred_concurrent_orders_conserve_money_and_stock(saga: SagaClient) -> None:
+    customers = {saga.funded_customer(100_000): 100_000 for _ in range(10)}
+    skus = {saga.stocked_sku(1_000): 1_000 for _ in range(5)}
+    customer_ids, sku_ids = list(customers), list(skus)
+    lines = [
+        (
+            customer_ids[n % 10],
+            [(sku_ids[n % 5], 1 + n % 3, 250 + n), (sku_ids[(n + 1) % 5], 1, 99)],
+        )
+        for n in range(100)
+    ]
+
+    async with httpx.AsyncClient(
+        base_url=saga.stack.config.base_url("order"), timeout=30
+    ) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/orders",
+                    json={
+                        "customer_id": customer,
+                        "items": [
+                            {"sku": sku, "quantity": qty, "unit_price_cents": price}
+                            for sku, qty, price in items
+                        ],
+                    },
+                )
+                for customer, items in lines
+            )
+        )
+    assert [response.status_code for response in responses] == [201] * 100
+    order_ids = [response.json()["order_id"] for response in responses]
+
+    def all_confirmed() -> bool:
+        statuses = [saga.get_order(order_id)["status"] for order_id in order_ids]
+        assert not {"REJECTED", "CANCELLED"} & set(statuses), statuses
+        return statuses == ["CONFIRMED"] * 100
+
+    await asyncio.to_thread(wait_until, all_confirmed, 60, "100 orders to be CONFIRMED")
+
+    spent = dict.fromkeys(customers, 0)
+    taken = dict.fromkeys(skus, 0)
+    for customer, items in lines:
+        for sku, qty, price in items:
+            spent[customer] += qty * price
+            taken[sku] += qty
+    for customer, deposited in customers.items():
+        assert saga.balance(customer) == deposited - spent[customer]
+    for sku, stocked in skus.items():
+        assert saga.product(sku) == {
+            "sku": sku,
+            "available": stocked - taken[sku],
+            "reserved": taken[sku],
+        }

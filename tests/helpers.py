@@ -1,0 +1,180 @@
+"""Asserting helpers for tests that drive the running stack through SPEC.md's HTTP API.
+
+Each test makes its own random customers, skus and orders, so tests never depend on empty
+tables or on each other. Waits poll with a deadline; nothing sleeps blindly.
+"""
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Self, TypeVar
+
+import aio_pika
+import httpx
+import psycopg
+from aio_pika.abc import AbstractExchange
+
+from scripts.stack import Stack
+from shared.envelope import Envelope
+
+T = TypeVar("T")
+TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+
+
+def wait_until(check: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class SagaClient:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        urls = {
+            service: stack.config.base_url(service) for service in ("order", "payment", "inventory")
+        }
+        self.order = httpx.Client(base_url=urls["order"], timeout=10)
+        self.payment = httpx.Client(base_url=urls["payment"], timeout=10)
+        self.inventory = httpx.Client(base_url=urls["inventory"], timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in (self.order, self.payment, self.inventory):
+            client.close()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def funded_customer(self, cents: int) -> str:
+        customer = new_id("cust")
+        response = self.payment.post(f"/accounts/{customer}/deposits", json={"amount_cents": cents})
+        assert response.status_code == 201, response.text
+        return customer
+
+    def stocked_sku(self, units: int) -> str:
+        sku = new_id("sku")
+        response = self.inventory.post(f"/products/{sku}/restock", json={"quantity": units})
+        assert response.status_code == 201, response.text
+        return sku
+
+    # -- orders ---------------------------------------------------------------------------
+
+    def place_order(
+        self, customer: str, *lines: tuple[str, int, int], **headers: str
+    ) -> dict[str, Any]:
+        items = [
+            {"sku": sku, "quantity": qty, "unit_price_cents": price} for sku, qty, price in lines
+        ]
+        response = self.order.post(
+            "/orders", json={"customer_id": customer, "items": items}, headers=headers
+        )
+        assert response.status_code == 201, response.text
+        assert response.headers["Location"] == f"/orders/{response.json()['order_id']}"
+        return response.json()
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        response = self.order.get(f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for_status(self, order_id: str, status: str, timeout: float = 15.0) -> dict[str, Any]:
+        order = wait_until(
+            lambda: (o := self.get_order(order_id))["status"] in TERMINAL | {status} and o,
+            timeout,
+            f"order {order_id} to reach {status}",
+        )
+        assert order["status"] == status, (
+            f"order {order_id} is {order['status']} ({order['reason']})"
+        )
+        return order
+
+    def history(self, order_id: str) -> list[str]:
+        response = self.order.get(f"/orders/{order_id}/history")
+        assert response.status_code == 200, response.text
+        return [t["to_status"] for t in response.json()["transitions"]]
+
+    # -- the other services' views ---------------------------------------------------------
+
+    def balance(self, customer: str) -> int:
+        response = self.payment.get(f"/accounts/{customer}")
+        assert response.status_code == 200, response.text
+        return int(response.json()["balance_cents"])
+
+    def payments(self, order_id: str) -> dict[str, Any]:
+        response = self.payment.get("/payments", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def product(self, sku: str) -> dict[str, Any]:
+        response = self.inventory.get(f"/products/{sku}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def reservations(self, order_id: str) -> list[dict[str, Any]]:
+        response = self.inventory.get("/reservations", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        return response.json()["reservations"]
+
+
+class LogCursor:
+    """What a process logged after a point: `cursor = LogCursor(stack, "payment")`, act, then
+    `cursor.read()`."""
+
+    def __init__(self, stack: Stack, name: str) -> None:
+        self.path = stack.log_path(name)
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def read(self) -> str:
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 15.0) -> str:
+        return wait_until(
+            lambda: (out := self.read()).count(text) >= count and out,
+            timeout,
+            f"{count} x {text!r} in {self.path.name}",
+        )
+
+
+def sql(stack: Stack, service: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """Read one service's database directly (what the APIs do not show, like the outbox)."""
+    url = stack.config.database_url(service).replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def broker(stack: Stack) -> AsyncIterator[AbstractExchange]:
+    """A confirming channel on the run's vhost, for publishing events straight to the exchange."""
+    connection = await aio_pika.connect(stack.config.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        yield await channel.get_exchange("saga.events")
+    finally:
+        await connection.close()
+
+
+async def publish(exchange: AbstractExchange, envelope: Envelope, routing_key: str) -> None:
+    body = envelope.model_dump_json().encode()
+    message = aio_pika.Message(
+        body,
+        message_id=str(envelope.message_id),
+        correlation_id=str(envelope.correlation_id),
+        type=envelope.type,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+    await exchange.publish(message, routing_key=routing_key, mandatory=True)

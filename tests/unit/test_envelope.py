@@ -1,0 +1,80 @@
+import json
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from shared.envelope import PoisonMessage, decode, wrap
+from shared.events import EVENT_TYPES, OrderCreated, PaymentFailed
+
+
+def order_created_body(**changes: object) -> dict[str, object]:
+    order_id = str(uuid4())
+    body: dict[str, object] = {
+        "message_id": str(uuid4()),
+        "type": "OrderCreated",
+        "version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": order_id,
+        "causation_id": None,
+        "producer": "order",
+        "data": {
+            "order_id": order_id,
+            "customer_id": "c1",
+            "items": [{"sku": "s1", "quantity": 2, "unit_price_cents": 150}],
+            "total_cents": 300,
+            "deadline_at": datetime.now(UTC).isoformat(),
+        },
+    }
+    body.update(changes)
+    return body
+
+
+def test_a_wrapped_event_decodes_to_the_same_event() -> None:
+    event = PaymentFailed(order_id=uuid4(), reason="insufficient_funds")
+    envelope = wrap(event, producer="payment", causation_id=uuid4())
+    decoded_envelope, decoded = decode(envelope.model_dump_json().encode())
+    assert decoded == event
+    assert decoded_envelope == envelope
+    assert envelope.correlation_id == event.order_id
+
+
+def test_unknown_fields_in_data_are_ignored() -> None:
+    body = order_created_body()
+    body["data"]["gift_wrap"] = True  # type: ignore[index]
+    _, event = decode(json.dumps(body).encode())
+    assert isinstance(event, OrderCreated)
+    assert event.total_cents == 300
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe not utf-8", "not_json"),
+        (b"{not json", "not_json"),
+        (b"[1, 2]", "no_message_id"),
+        (json.dumps(order_created_body(message_id=None)).encode(), "no_message_id"),
+        (json.dumps(order_created_body(message_id="not-a-uuid")).encode(), "invalid_envelope"),
+        (json.dumps(order_created_body(occurred_at="yesterday")).encode(), "invalid_envelope"),
+        (json.dumps(order_created_body(type="OrderShipped")).encode(), "unknown_type"),
+        (json.dumps(order_created_body(version=2)).encode(), "unknown_version"),
+        (json.dumps(order_created_body(data={"order_id": "x"})).encode(), "invalid_data"),
+        (json.dumps(order_created_body(correlation_id=str(uuid4()))).encode(), "invalid_data"),
+    ],
+)
+def test_poison_is_named_by_its_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        decode(raw)
+    assert caught.value.reason == reason
+
+
+def test_a_line_with_no_units_is_poison() -> None:
+    body = order_created_body()
+    body["data"]["items"][0]["quantity"] = 0  # type: ignore[index]
+    with pytest.raises(PoisonMessage, match="invalid_data: items.0.quantity"):
+        decode(json.dumps(body).encode())
+
+
+def test_every_event_type_has_its_own_routing_key() -> None:
+    keys = [event.routing_key for event in EVENT_TYPES.values()]
+    assert len(set(keys)) == len(keys) == 10
