@@ -35,12 +35,15 @@ from shared.outbox import NOTIFY_CHANNEL, outbox
 
 logger = logging.getLogger("relay")
 
+# Oldest first; rows another relay holds are skipped, not waited for.
 CLAIM = (
     sa.select(outbox.c.id, outbox.c.routing_key, outbox.c.body)
     .where(outbox.c.published_at.is_(None))
     .order_by(outbox.c.id)
+    .limit(sa.bindparam("batch_size"))
     .with_for_update(skip_locked=True)
 )
+MARK_PUBLISHED = sa.text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 
 
 class Relay:
@@ -81,7 +84,7 @@ class Relay:
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """Publish one batch; return how many rows were claimed and how many failed."""
         async with self._engine.begin() as conn:
-            rows = (await conn.execute(CLAIM.limit(self._settings.batch_size))).all()
+            rows = (await conn.execute(CLAIM, {"batch_size": self._settings.batch_size})).all()
             if not rows:
                 return 0, 0
             results = await asyncio.gather(
@@ -103,11 +106,7 @@ class Relay:
             if self._settings.fault_crash_after_publish:
                 crash()
             if confirmed:
-                await conn.execute(
-                    outbox.update()
-                    .where(outbox.c.id.in_(confirmed))
-                    .values(published_at=sa.func.now())
-                )
+                await conn.execute(MARK_PUBLISHED, {"ids": confirmed})
         RELAY_PUBLISHED.inc(len(confirmed))
         return len(rows), len(rows) - len(confirmed)
 

@@ -11,9 +11,9 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
-        # A connection that died with its server is noticed on checkout, not halfway through
-        # a unit of work, so a database restart costs retries instead of failed requests.
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. A connection that died with
+        # its server fails its statement instead; SQLAlchemy then drops the whole pool, and
+        # the consumer's retry or the client's retry of the 503 gets a fresh connection.
     )
 
 

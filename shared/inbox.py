@@ -1,7 +1,6 @@
 """The inbox: ids of the messages whose effect is committed, so a redelivery has no effect."""
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import TIMESTAMPTZ
@@ -18,16 +17,29 @@ inbox = sa.Table(
 )
 
 
-async def record(conn: AsyncConnection, envelope: Envelope) -> bool:
-    """Insert the message id; False if it was already there (a duplicate).
-
-    A concurrent delivery of the same id waits on the primary key until the first transaction
-    ends, then sees the conflict: two copies can never both apply.
+# One round trip: take the saga's advisory lock, then record the message id. The lock is taken
+# first (the sub-select runs before the insert), so messages of one saga apply one at a time
+# in this database; a concurrent delivery of the same id waits on the primary key until the
+# first transaction ends, then sees the conflict: two copies can never both apply.
+RECORD = sa.text(
     """
+    INSERT INTO inbox (message_id, message_type)
+    SELECT :message_id, :message_type
+    FROM (SELECT pg_advisory_xact_lock(hashtextextended(:saga, 0))) AS saga_lock
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+    """
+)
+
+
+async def record(conn: AsyncConnection, envelope: Envelope) -> bool:
+    """Lock the message's saga and insert its id; False if it was already there (a duplicate)."""
     inserted = await conn.scalar(
-        insert(inbox)
-        .values(message_id=envelope.message_id, message_type=envelope.type)
-        .on_conflict_do_nothing()
-        .returning(inbox.c.message_id)
+        RECORD,
+        {
+            "message_id": envelope.message_id,
+            "message_type": envelope.type,
+            "saga": str(envelope.correlation_id),
+        },
     )
     return inserted is not None

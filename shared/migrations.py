@@ -80,3 +80,16 @@ def create_messaging_tables() -> None:
     )
     # Pruning old inbox rows scans by age.
     op.create_index("inbox_received_at", "inbox", ["received_at"])
+
+
+def create_cancellations_table() -> None:
+    """Orders whose OrderCancelled was seen (shared/cancellations.py): a late OrderCreated or
+    PaymentSucceeded for one is never acted on. Kept for good, like the inbox's purpose."""
+    op.create_table(
+        "cancelled_orders",
+        sa.Column("order_id", sa.Uuid, primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column(
+            "created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )

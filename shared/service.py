@@ -136,17 +136,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
 
-def _runtime(request: Request) -> Runtime:
+# Dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, which costs more than the whole dependency.
+async def _engine(request: Request) -> AsyncEngine:
     runtime: Runtime = request.app.state.runtime
-    return runtime
+    return runtime.engine
 
 
-def _engine(request: Request) -> AsyncEngine:
-    return _runtime(request).engine
-
-
-def _unit_of_work(request: Request) -> UnitOfWork:
-    runtime = _runtime(request)
+async def _unit_of_work(request: Request) -> UnitOfWork:
+    runtime: Runtime = request.app.state.runtime
     return UnitOfWork(runtime.engine, runtime.name)
 
 

@@ -6,15 +6,15 @@ outbox rows together, so an effect and the events it causes exist together or no
 
 from types import TracebackType
 from typing import Self
-from uuid import UUID
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import inbox
 from shared.envelope import Envelope, wrap
 from shared.events import Event
 from shared.outbox import outbox, outbox_row
+
+INSERT_OUTBOX = outbox.insert()
 
 
 class UnitOfWork:
@@ -49,21 +49,14 @@ class UnitOfWork:
         finally:
             await self.conn.close()
 
-    async def lock_saga(self, order_id: UUID) -> None:
-        """Serialize this saga's transactions in this database until commit.
-
-        Handlers read, then write (has this order been cancelled? was it charged?); without the
-        lock two concurrent messages of one saga could each miss the other's write.
-        """
-        await self.conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": str(order_id)},
-        )
-
     async def accept(self, envelope: Envelope) -> bool:
-        """Lock the message's saga and record it in the inbox; False for a duplicate."""
+        """Lock the message's saga and record it in the inbox; False for a duplicate.
+
+        The lock serializes this saga's transactions in this database until commit. Handlers
+        read, then write (has this order been cancelled? was it charged?); without it, two
+        concurrent messages of one saga could each miss the other's write.
+        """
         self.cause = envelope
-        await self.lock_saga(envelope.correlation_id)
         return await inbox.record(self.conn, envelope)
 
     def emit(self, event: Event) -> Envelope:
@@ -74,6 +67,6 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         if self._rows:
-            await self.conn.execute(sa.insert(outbox), self._rows)
+            await self.conn.execute(INSERT_OUTBOX, self._rows)
         await self.conn.commit()
         self._committed = True

@@ -7,7 +7,6 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert
 
 from services.inventory.tables import products, releases, reservations, restocks
 from shared.events import Item
@@ -45,23 +44,21 @@ class Reservations(BaseModel):
 PRODUCT_COLUMNS = [products.c.sku, products.c.available, products.c.reserved]
 
 
+# The first restock creates the product. Plain SQL: SQLAlchemy cannot cache ON CONFLICT.
+RESTOCK = sa.text(
+    """
+    INSERT INTO products (sku, available, reserved) VALUES (:sku, :quantity, 0)
+    ON CONFLICT (sku) DO UPDATE
+    SET available = products.available + EXCLUDED.available, updated_at = now()
+    RETURNING sku, available, reserved
+    """
+)
+
+
 @router.post("/products/{sku}/restock", status_code=201, response_model=Product)
 async def restock(sku: Sku, body: Restock, engine: EngineDep) -> Any:
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                insert(products)
-                .values(sku=sku, available=body.quantity, reserved=0)
-                .on_conflict_do_update(
-                    index_elements=[products.c.sku],
-                    set_={
-                        "available": products.c.available + body.quantity,
-                        "updated_at": sa.func.now(),
-                    },
-                )
-                .returning(*PRODUCT_COLUMNS)
-            )
-        ).one()
+        row = (await conn.execute(RESTOCK, {"sku": sku, "quantity": body.quantity})).one()
         await conn.execute(
             restocks.insert().values(restock_id=uuid4(), sku=sku, quantity=body.quantity)
         )

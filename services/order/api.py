@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB
 
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, TERMINAL, Status, current_status, move, record
@@ -20,7 +20,7 @@ from shared.service import EngineDep, UnitOfWorkDep
 router = APIRouter(tags=["orders"])
 
 
-def _settings(request: Request) -> OrderSettings:
+async def _settings(request: Request) -> OrderSettings:
     settings: OrderSettings = request.app.state.runtime.settings
     return settings
 
@@ -67,7 +67,7 @@ class History(BaseModel):
     transitions: list[Transition]
 
 
-ORDER_COLUMNS = [
+ORDER_COLUMNS = (
     orders.c.order_id,
     orders.c.customer_id,
     orders.c["items"],
@@ -77,7 +77,23 @@ ORDER_COLUMNS = [
     orders.c.created_at,
     orders.c.updated_at,
     orders.c.deadline_at,
-]
+)
+SELECT_ORDER = sa.select(*ORDER_COLUMNS).where(orders.c.order_id == sa.bindparam("order_id"))
+
+
+# A repeated Idempotency-Key conflicts and inserts nothing (NULL keys never conflict). Plain
+# SQL because SQLAlchemy cannot cache a compiled ON CONFLICT statement: this runs per order.
+INSERT_ORDER = sa.text(
+    """
+    INSERT INTO orders (order_id, customer_id, items, total_cents, status, deadline_at,
+                        idempotency_key, request_fingerprint)
+    VALUES (:order_id, :customer_id, :items, :total_cents, :status, :deadline_at,
+            :idempotency_key, :request_fingerprint)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING order_id, customer_id, items, total_cents, status, reason,
+              created_at, updated_at, deadline_at
+    """
+).bindparams(sa.bindparam("items", type_=JSONB))
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
@@ -94,19 +110,17 @@ async def create_order(
     deadline = datetime.now(UTC) + timedelta(seconds=settings.order_deadline_seconds)
     async with uow:
         inserted = await uow.conn.execute(
-            insert(orders)
-            .values(
-                order_id=order_id,
-                customer_id=body.customer_id,
-                items=items,
-                total_cents=total,
-                status=Status.PENDING,
-                deadline_at=deadline,
-                idempotency_key=idempotency_key,
-                request_fingerprint=_fingerprint(body) if idempotency_key else None,
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(*ORDER_COLUMNS)
+            INSERT_ORDER,
+            {
+                "order_id": order_id,
+                "customer_id": body.customer_id,
+                "items": items,
+                "total_cents": total,
+                "status": Status.PENDING,
+                "deadline_at": deadline,
+                "idempotency_key": idempotency_key,
+                "request_fingerprint": _fingerprint(body) if idempotency_key else None,
+            },
         )
         row = inserted.one_or_none()
         if row is None:  # the key was used before: same body, same order; else refuse
@@ -140,9 +154,7 @@ async def create_order(
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: UUID, engine: EngineDep) -> Any:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(sa.select(*ORDER_COLUMNS).where(orders.c.order_id == order_id))
-        ).one_or_none()
+        row = (await conn.execute(SELECT_ORDER, {"order_id": order_id})).one_or_none()
     if row is None:
         raise HTTPException(404, f"order {order_id} not found")
     return row._asdict()
@@ -198,9 +210,7 @@ async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -
             await move(uow.conn, order_id, Status.CANCELLED, reason="customer")
             uow.emit(OrderCancelled(order_id=order_id, reason="customer"))
             response.status_code = 202
-        row = (
-            await uow.conn.execute(sa.select(*ORDER_COLUMNS).where(orders.c.order_id == order_id))
-        ).one()
+        row = (await uow.conn.execute(SELECT_ORDER, {"order_id": order_id})).one()
         await uow.commit()
     return row._asdict()
 

@@ -12,8 +12,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.order.tables import order_history, orders
-
 
 class Status(StrEnum):
     PENDING = "PENDING"
@@ -51,11 +49,25 @@ class UnknownOrder(LookupError):
     pass
 
 
+LOCK_ORDER = sa.text("SELECT status FROM orders WHERE order_id = :order_id FOR UPDATE")
+# Conditional: it changes nothing unless the order is still where this transaction saw it.
+MOVE = sa.text(
+    """
+    UPDATE orders SET status = :target, reason = :reason, updated_at = now()
+    WHERE order_id = :order_id AND status = :source
+    """
+)
+RECORD = sa.text(
+    """
+    INSERT INTO order_history (order_id, from_status, to_status, reason, message_id)
+    VALUES (:order_id, :source, :target, :reason, :message_id)
+    """
+)
+
+
 async def current_status(conn: AsyncConnection, order_id: UUID) -> Status:
     """Lock the order's row for this transaction and read its status."""
-    status = await conn.scalar(
-        sa.select(orders.c.status).where(orders.c.order_id == order_id).with_for_update()
-    )
+    status = await conn.scalar(LOCK_ORDER, {"order_id": order_id})
     if status is None:
         raise UnknownOrder(order_id)
     return Status(status)
@@ -75,9 +87,8 @@ async def move(
     source = current
     for step in steps:
         updated = await conn.execute(
-            orders.update()
-            .where(orders.c.order_id == order_id, orders.c.status == source)
-            .values(status=step, reason=reason, updated_at=sa.func.now())
+            MOVE,
+            {"order_id": order_id, "source": source, "target": step, "reason": reason},
         )
         if updated.rowcount != 1:  # impossible under the row lock; refuse rather than guess
             raise RuntimeError(f"order {order_id} left {source} under a lock")
@@ -96,13 +107,14 @@ async def record(
     message_id: UUID | None,
 ) -> None:
     await conn.execute(
-        order_history.insert().values(
-            order_id=order_id,
-            from_status=source,
-            to_status=target,
-            reason=reason,
-            message_id=message_id,
-        )
+        RECORD,
+        {
+            "order_id": order_id,
+            "source": source,
+            "target": target,
+            "reason": reason,
+            "message_id": message_id,
+        },
     )
 
 

@@ -7,7 +7,6 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert
 
 from services.payment.tables import accounts, charges, deposits, refunds
 from shared.service import EngineDep
@@ -48,20 +47,22 @@ class Payments(BaseModel):
     refunds: list[Refund]
 
 
+# The first deposit opens the account. Plain SQL: SQLAlchemy cannot cache ON CONFLICT.
+CREDIT = sa.text(
+    """
+    INSERT INTO accounts (customer_id, balance_cents) VALUES (:customer_id, :amount_cents)
+    ON CONFLICT (customer_id) DO UPDATE
+    SET balance_cents = accounts.balance_cents + EXCLUDED.balance_cents, updated_at = now()
+    RETURNING balance_cents
+    """
+)
+
+
 @router.post("/accounts/{customer_id}/deposits", status_code=201, response_model=Account)
 async def deposit(customer_id: CustomerId, body: Deposit, engine: EngineDep) -> Any:
     async with engine.begin() as conn:
         balance = await conn.scalar(
-            insert(accounts)
-            .values(customer_id=customer_id, balance_cents=body.amount_cents)
-            .on_conflict_do_update(
-                index_elements=[accounts.c.customer_id],
-                set_={
-                    "balance_cents": accounts.c.balance_cents + body.amount_cents,
-                    "updated_at": sa.func.now(),
-                },
-            )
-            .returning(accounts.c.balance_cents)
+            CREDIT, {"customer_id": customer_id, "amount_cents": body.amount_cents}
         )
         await conn.execute(
             deposits.insert().values(

@@ -1,15 +1,15 @@
 """The payment service's reactions: charge for a new order, refund when the saga fails.
 
-Every handler runs under the saga's advisory lock (shared/uow.py), so "was this order
-cancelled?" and "was it charged?" cannot race with the answer changing.
+Every handler runs under the saga's advisory lock (shared/inbox.py), so "was this order
+cancelled?" and "was it charged?" cannot race with the answer changing. The SQL is written out:
+it is the heart of each step, and a constant statement costs SQLAlchemy nothing to re-key.
 """
 
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 
-from services.payment.tables import accounts, cancelled_orders, charges, refunds
+from shared import cancellations
 from shared.consumer import Handler
 from shared.events import (
     InventoryFailed,
@@ -21,51 +21,72 @@ from shared.events import (
 )
 from shared.uow import UnitOfWork
 
+# The balance guard: the debit happens only if the money is there, in one statement.
+DEBIT = sa.text(
+    """
+    UPDATE accounts SET balance_cents = balance_cents - :amount, updated_at = now()
+    WHERE customer_id = :customer_id AND balance_cents >= :amount
+    RETURNING balance_cents
+    """
+)
+BALANCE = sa.text("SELECT balance_cents FROM accounts WHERE customer_id = :customer_id")
+CHARGE_OF_ORDER = sa.text(
+    "SELECT payment_id, customer_id, amount_cents FROM charges WHERE order_id = :order_id"
+)
+RECORD_CHARGE = sa.text(
+    """
+    INSERT INTO charges (payment_id, order_id, customer_id, amount_cents)
+    VALUES (:payment_id, :order_id, :customer_id, :amount)
+    """
+)
+IS_REFUNDED = sa.text("SELECT true FROM refunds WHERE order_id = :order_id")
+RECORD_REFUND = sa.text(
+    """
+    INSERT INTO refunds (refund_id, payment_id, order_id, amount_cents, reason)
+    VALUES (:refund_id, :payment_id, :order_id, :amount, :reason)
+    """
+)
+CREDIT = sa.text(
+    """
+    UPDATE accounts SET balance_cents = balance_cents + :amount, updated_at = now()
+    WHERE customer_id = :customer_id
+    """
+)
+
 
 async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
-    conn, amount = uow.conn, event.total_cents
-    if await conn.scalar(
-        sa.select(sa.literal(True)).where(cancelled_orders.c.order_id == event.order_id)
-    ):
-        uow.emit(PaymentFailed(order_id=event.order_id, reason="order_cancelled"))
-        return "not charged, the order was cancelled first"
-    if await conn.scalar(
-        sa.select(charges.c.payment_id).where(charges.c.order_id == event.order_id)
-    ):
-        return "already charged"
-    # The balance guard: the debit happens only if the money is there, in one statement.
-    balance = await conn.scalar(
-        accounts.update()
-        .where(accounts.c.customer_id == event.customer_id, accounts.c.balance_cents >= amount)
-        .values(balance_cents=accounts.c.balance_cents - amount, updated_at=sa.func.now())
-        .returning(accounts.c.balance_cents)
+    conn, order_id, customer, amount = (
+        uow.conn,
+        event.order_id,
+        event.customer_id,
+        event.total_cents,
     )
+    if await cancellations.was_cancelled(conn, order_id):
+        uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
+        return "not charged, the order was cancelled first"
+    if (await conn.execute(CHARGE_OF_ORDER, {"order_id": order_id})).first():
+        return "already charged"
+    balance = await conn.scalar(DEBIT, {"customer_id": customer, "amount": amount})
     if balance is None:
-        known = await conn.scalar(
-            sa.select(accounts.c.balance_cents).where(accounts.c.customer_id == event.customer_id)
-        )
+        known = await conn.scalar(BALANCE, {"customer_id": customer})
         reason = "unknown_customer" if known is None else "insufficient_funds"
-        uow.emit(PaymentFailed(order_id=event.order_id, reason=reason))
-        return f"declined {amount} for {event.customer_id} ({reason}, balance {known or 0})"
+        uow.emit(PaymentFailed(order_id=order_id, reason=reason))
+        return f"declined {amount} for {customer} ({reason}, balance {known or 0})"
     payment_id = uuid4()
     await conn.execute(
-        charges.insert().values(
-            payment_id=payment_id,
-            order_id=event.order_id,
-            customer_id=event.customer_id,
-            amount_cents=amount,
-        )
+        RECORD_CHARGE,
+        {"payment_id": payment_id, "order_id": order_id, "customer_id": customer, "amount": amount},
     )
     uow.emit(
         PaymentSucceeded(
-            order_id=event.order_id,
+            order_id=order_id,
             payment_id=payment_id,
-            customer_id=event.customer_id,
+            customer_id=customer,
             amount_cents=amount,
             items=event.items,
         )
     )
-    return f"charged {amount} to {event.customer_id} (balance {balance})"
+    return f"charged {amount} to {customer} (balance {balance})"
 
 
 async def refund_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -> str:
@@ -74,41 +95,30 @@ async def refund_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -
 
 async def refund_for_cancelled_order(uow: UnitOfWork, event: OrderCancelled) -> str:
     # Remembered for good: an OrderCreated that arrives after this is never charged.
-    await uow.conn.execute(
-        insert(cancelled_orders)
-        .values(order_id=event.order_id, reason=event.reason)
-        .on_conflict_do_nothing()
-    )
+    await cancellations.remember(uow.conn, event.order_id, event.reason)
     return await _refund(uow, event.order_id, "order_cancelled")
 
 
 async def _refund(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
     """Credit the charge back once: a new refund record, the charge itself untouched."""
     conn = uow.conn
-    charge = (
-        await conn.execute(sa.select(charges).where(charges.c.order_id == order_id))
-    ).one_or_none()
+    charge = (await conn.execute(CHARGE_OF_ORDER, {"order_id": order_id})).first()
     if charge is None:
         return "nothing to refund, never charged"
-    if await conn.scalar(sa.select(refunds.c.refund_id).where(refunds.c.order_id == order_id)):
+    if await conn.scalar(IS_REFUNDED, {"order_id": order_id}):
         return "already refunded"
     refund_id = uuid4()
     await conn.execute(
-        refunds.insert().values(
-            refund_id=refund_id,
-            payment_id=charge.payment_id,
-            order_id=order_id,
-            amount_cents=charge.amount_cents,
-            reason=reason,
-        )
+        RECORD_REFUND,
+        {
+            "refund_id": refund_id,
+            "payment_id": charge.payment_id,
+            "order_id": order_id,
+            "amount": charge.amount_cents,
+            "reason": reason,
+        },
     )
-    await conn.execute(
-        accounts.update()
-        .where(accounts.c.customer_id == charge.customer_id)
-        .values(
-            balance_cents=accounts.c.balance_cents + charge.amount_cents, updated_at=sa.func.now()
-        )
-    )
+    await conn.execute(CREDIT, {"customer_id": charge.customer_id, "amount": charge.amount_cents})
     uow.emit(
         PaymentRefunded(
             order_id=order_id,

@@ -42,11 +42,3 @@ refunds = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
 )
-
-cancelled_orders = sa.Table(
-    "cancelled_orders",
-    metadata,
-    sa.Column("order_id", sa.Uuid, primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
-)

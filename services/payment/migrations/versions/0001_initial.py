@@ -9,7 +9,7 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
-from shared.migrations import create_messaging_tables
+from shared.migrations import create_cancellations_table, create_messaging_tables
 
 revision = "0001"
 down_revision = None
@@ -64,13 +64,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
     )
-    op.create_table(
-        "cancelled_orders",
-        # Orders whose OrderCancelled was seen: a late OrderCreated for one is never charged.
-        sa.Column("order_id", sa.Uuid, primary_key=True),
-        sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
-    )
+    create_cancellations_table()
     create_messaging_tables()
 
 

@@ -1,0 +1,41 @@
+"""Cancelled-order tombstones, for the services that act on a saga after the order service.
+
+Messages arrive in any order: payment may see OrderCancelled before the OrderCreated it
+cancels, inventory before the PaymentSucceeded. Each remembers every cancellation it has seen,
+for good, and checks it before acting, so a late event never charges or reserves for an order
+that is already cancelled. The check and the remembering both run under the saga's advisory
+lock (shared/inbox.py), so they cannot race.
+"""
+
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db import TIMESTAMPTZ
+from shared.outbox import metadata
+
+cancelled_orders = sa.Table(
+    "cancelled_orders",
+    metadata,
+    sa.Column("order_id", sa.Uuid, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+)
+
+# Plain SQL: SQLAlchemy cannot cache a compiled ON CONFLICT statement.
+REMEMBER = sa.text(
+    "INSERT INTO cancelled_orders (order_id, reason) VALUES (:order_id, :reason) "
+    "ON CONFLICT (order_id) DO NOTHING"
+)
+WAS_CANCELLED = sa.select(sa.literal(True)).where(
+    cancelled_orders.c.order_id == sa.bindparam("order_id")
+)
+
+
+async def remember(conn: AsyncConnection, order_id: UUID, reason: str) -> None:
+    await conn.execute(REMEMBER, {"order_id": order_id, "reason": reason})
+
+
+async def was_cancelled(conn: AsyncConnection, order_id: UUID) -> bool:
+    return bool(await conn.scalar(WAS_CANCELLED, {"order_id": order_id}))
