@@ -7,7 +7,7 @@ tables or on each other. Waits poll with a deadline; nothing sleeps blindly.
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Self, TypeVar
 
 import aio_pika
@@ -16,7 +16,8 @@ import psycopg
 from aio_pika.abc import AbstractExchange
 
 from scripts.stack import Stack
-from shared.envelope import Envelope
+from shared.envelope import Envelope, wrap
+from shared.events import Event
 
 T = TypeVar("T")
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
@@ -178,3 +179,35 @@ async def publish(exchange: AbstractExchange, envelope: Envelope, routing_key: s
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
     await exchange.publish(message, routing_key=routing_key, mandatory=True)
+
+
+async def publish_event(exchange: AbstractExchange, event: Event) -> Envelope:
+    """Publish an event as its producer would, with a fresh message id; return its envelope."""
+    envelope = wrap(event, producer="test", causation_id=None)
+    await publish(exchange, envelope, event.routing_key)
+    return envelope
+
+
+@contextlib.contextmanager
+def stopped(stack: Stack, *names: str) -> Iterator[None]:
+    """Stop processes for the block, start them again after it (whatever happens)."""
+    stack.stop(*names)
+    try:
+        yield
+    finally:
+        stack.start(*names)
+        stack.wait_ready(*names)
+
+
+@contextlib.contextmanager
+def restarted_with(stack: Stack, name: str, **env: str) -> Iterator[None]:
+    """Run one process with extra settings for the block, then as it normally runs."""
+    stack.stop(name)
+    stack.start(name, **env)
+    try:
+        stack.wait_ready(name)
+        yield
+    finally:
+        stack.stop(name)
+        stack.start(name)
+        stack.wait_ready(name)

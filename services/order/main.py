@@ -13,5 +13,9 @@ from shared.service import build_app
 
 def create_app(settings: OrderSettings | None = None) -> FastAPI:
     settings = settings or OrderSettings()
-    reaper = partial(run_reaper, interval_seconds=settings.reaper_interval_seconds)
+    reaper = partial(
+        run_reaper,
+        interval_seconds=settings.reaper_interval_seconds,
+        enabled=settings.reaper_enabled,
+    )
     return build_app("order", settings, HANDLERS, router, background=[reaper])

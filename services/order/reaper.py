@@ -56,12 +56,13 @@ async def count_overdue(engine: AsyncEngine) -> int:
     return count or 0
 
 
-async def run_reaper(engine: AsyncEngine, interval_seconds: float) -> None:
+async def run_reaper(engine: AsyncEngine, interval_seconds: float, enabled: bool = True) -> None:
+    """Every interval: publish how many orders are overdue, then (if enabled) cancel them."""
     while True:
         try:
-            while await cancel_overdue(engine) == BATCH:
-                pass
             OVERDUE.set(await count_overdue(engine))
+            while enabled and await cancel_overdue(engine) == BATCH:
+                pass
         except Exception:
             logger.exception("reaper pass failed; trying again in %.1f s", interval_seconds)
         await asyncio.sleep(interval_seconds)

@@ -1,0 +1,257 @@
+"""Every way a saga fails ends with the books balanced: declined payments, refunds on inventory
+failure, customer cancels and timeouts, each end to end on the running stack."""
+
+import asyncio
+
+import httpx
+
+from scripts.stack import Stack
+from tests.conftest import free_port
+from tests.helpers import LogCursor, SagaClient, restarted_with, sql, stopped, wait_until
+
+
+def assert_refunded(saga: SagaClient, order_id: str, amount: int, reason: str) -> None:
+    payments = wait_until(lambda: (p := saga.payments(order_id))["refunds"] and p, what="a refund")
+    [charge] = payments["charges"]
+    [refund] = payments["refunds"]
+    assert charge["amount_cents"] == refund["amount_cents"] == amount
+    assert refund["payment_id"] == charge["payment_id"]
+    assert refund["reason"] == reason
+
+
+def assert_nothing_kept(saga: SagaClient, order_id: str) -> None:
+    """Charges minus refunds is zero, at most one of each, whichever way the events raced."""
+
+    def settled() -> bool:
+        payments = saga.payments(order_id)
+        return len(payments["charges"]) == len(payments["refunds"]) <= 1
+
+    wait_until(settled, what="charges and refunds to balance")
+    payments = saga.payments(order_id)
+    assert sum(c["amount_cents"] for c in payments["charges"]) == sum(
+        r["amount_cents"] for r in payments["refunds"]
+    )
+
+
+def test_insufficient_funds_rejects_the_order_and_charges_nothing(saga: SagaClient) -> None:
+    customer, sku = saga.funded_customer(400), saga.stocked_sku(5)
+    order = saga.place_order(customer, (sku, 1, 500))
+    rejected = saga.wait_for_status(order["order_id"], "REJECTED")
+    assert rejected["reason"] == "insufficient_funds"
+    assert saga.history(order["order_id"]) == ["PENDING", "REJECTED"]
+    assert saga.balance(customer) == 400
+    assert saga.payments(order["order_id"])["charges"] == []
+    assert saga.reservations(order["order_id"]) == []
+    assert saga.product(sku)["available"] == 5
+
+
+def test_an_unknown_customer_is_rejected(saga: SagaClient) -> None:
+    order = saga.place_order("nobody-" + saga.stocked_sku(1), (saga.stocked_sku(1), 1, 1))
+    assert saga.wait_for_status(order["order_id"], "REJECTED")["reason"] == "unknown_customer"
+
+
+def test_out_of_stock_refunds_the_charge_and_reserves_nothing(saga: SagaClient) -> None:
+    customer = saga.funded_customer(10_000)
+    plenty, scarce = saga.stocked_sku(50), saga.stocked_sku(1)
+    logs = {name: LogCursor(saga.stack, name) for name in ("order", "payment", "inventory")}
+
+    order = saga.place_order(customer, (plenty, 3, 500), (scarce, 2, 1_000))
+    order_id, short_id = order["order_id"], order["order_id"][:8]
+    assert saga.wait_for_status(order_id, "REJECTED")["reason"] == "out_of_stock"
+    assert_refunded(saga, order_id, 3_500, "out_of_stock")
+    assert saga.balance(customer) == 10_000
+    # All lines or none: the line that was in stock was not reserved either.
+    assert saga.product(plenty) == {"sku": plenty, "available": 50, "reserved": 0}
+    assert saga.product(scarce) == {"sku": scarce, "available": 1, "reserved": 0}
+    assert saga.reservations(order_id) == []
+    history = saga.history(order_id)
+    assert history[0] == "PENDING" and history[-1] == "REJECTED"
+
+    # The story, one line per service, as a person tailing three terminals reads it.
+    logs["inventory"].wait_for(
+        f"order {short_id} | cannot reserve: {scarce} short, 1 available, 2 wanted "
+        "for PaymentSucceeded -> InventoryFailed"
+    )
+    logs["payment"].wait_for(
+        f"order {short_id} | refunded 3500 to {customer} (out_of_stock) "
+        "for InventoryFailed -> PaymentRefunded"
+    )
+    logs["order"].wait_for(f"-> REJECTED (out_of_stock) for InventoryFailed -> OrderRejected")
+
+
+def test_an_unknown_sku_is_rejected_and_refunded(saga: SagaClient) -> None:
+    customer = saga.funded_customer(1_000)
+    order = saga.place_order(customer, (saga.stocked_sku(5), 1, 100), ("no-such-sku", 1, 100))
+    assert saga.wait_for_status(order["order_id"], "REJECTED")["reason"] == "unknown_sku"
+    assert_refunded(saga, order["order_id"], 200, "unknown_sku")
+    assert saga.balance(customer) == 1_000
+
+
+def test_a_customer_cancel_while_pending_compensates_whatever_ran(saga: SagaClient, stack: Stack) -> None:
+    customer, sku = saga.funded_customer(5_000), saga.stocked_sku(5)
+    with stopped(stack, "payment"):
+        order_id = saga.place_order(customer, (sku, 1, 800))["order_id"]
+        cancel = saga.order.post(f"/orders/{order_id}/cancel")
+        assert cancel.status_code == 202
+        assert cancel.json()["status"] == "CANCELLED"
+        again = saga.order.post(f"/orders/{order_id}/cancel")
+        assert (again.status_code, again.json()["status"]) == (200, "CANCELLED")
+    # Payment now finds OrderCreated and OrderCancelled queued and applies them in either
+    # order: a charge and its refund, or no charge at all.
+    assert_nothing_kept(saga, order_id)
+    wait_until(lambda: saga.balance(customer) == 5_000, what="the refund to land")
+    wait_until(
+        lambda: all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
+        and saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0},
+        what="no stock held",
+    )
+    assert saga.get_order(order_id)["status"] == "CANCELLED"
+    assert saga.history(order_id) == ["PENDING", "CANCELLED"]
+
+
+def test_a_payment_that_succeeds_after_the_cancel_is_refunded(saga: SagaClient, stack: Stack) -> None:
+    customer, sku = saga.funded_customer(5_000), saga.stocked_sku(5)
+    order_log = LogCursor(stack, "order")
+    with stopped(stack, "payment"):
+        order_id = saga.place_order(customer, (sku, 1, 900))["order_id"]
+        assert saga.order.post(f"/orders/{order_id}/cancel").status_code == 202
+        # One delivery at a time: OrderCreated is charged before OrderCancelled is seen.
+        stack.start("payment", CONSUMER_PREFETCH="1")
+        stack.wait_ready("payment")
+        assert_refunded(saga, order_id, 900, "order_cancelled")
+        order_log.wait_for(f"order {order_id[:8]} | ignored, order is CANCELLED for PaymentSucceeded")
+        stack.stop("payment")
+    assert saga.get_order(order_id)["status"] == "CANCELLED"
+    wait_until(lambda: saga.balance(customer) == 5_000, what="the refund to land")
+    wait_until(
+        lambda: saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0},
+        what="no stock held",
+    )
+
+
+def test_a_confirmed_or_rejected_order_cannot_be_cancelled(saga: SagaClient) -> None:
+    customer, sku = saga.funded_customer(1_000), saga.stocked_sku(5)
+    confirmed = saga.place_order(customer, (sku, 1, 100))["order_id"]
+    rejected = saga.place_order(customer, (sku, 1, 5_000))["order_id"]
+    saga.wait_for_status(confirmed, "CONFIRMED")
+    saga.wait_for_status(rejected, "REJECTED")
+    for order_id, status in ((confirmed, "CONFIRMED"), (rejected, "REJECTED")):
+        response = saga.order.post(f"/orders/{order_id}/cancel")
+        assert response.status_code == 409
+        assert status in response.json()["detail"]
+        assert saga.get_order(order_id)["status"] == status
+
+
+def test_the_reaper_cancels_a_paid_order_past_its_deadline_and_everything_is_undone(
+    saga: SagaClient, stack: Stack
+) -> None:
+    customer, sku = saga.funded_customer(3_000), saga.stocked_sku(4)
+    with restarted_with(stack, "order", ORDER_DEADLINE_SECONDS="1.5"), stopped(stack, "inventory"):
+        order = saga.place_order(customer, (sku, 2, 600))
+        order_id = order["order_id"]
+        saga.wait_for_status(order_id, "PAID")
+        cancelled = saga.wait_for_status(order_id, "CANCELLED", timeout=10)
+        assert cancelled["reason"] == "timeout"
+        assert_refunded(saga, order_id, 1_200, "order_cancelled")
+    # Inventory comes back to PaymentSucceeded and OrderCancelled, in whichever order.
+    wait_until(
+        lambda: saga.product(sku) == {"sku": sku, "available": 4, "reserved": 0}
+        and all(r["status"] == "RELEASED" for r in saga.reservations(order_id)),
+        what="no stock held for the cancelled order",
+    )
+    assert saga.balance(customer) == 3_000
+    assert saga.get_order(order_id)["status"] == "CANCELLED"
+    assert saga.history(order_id) == ["PENDING", "PAID", "CANCELLED"]
+
+
+def test_overdue_sagas_are_visible_until_reaped(saga: SagaClient, stack: Stack) -> None:
+    customer, sku = saga.funded_customer(1_000), saga.stocked_sku(1)
+    with stopped(stack, "payment"):
+        with restarted_with(stack, "order", ORDER_DEADLINE_SECONDS="0.5", REAPER_ENABLED="false"):
+            order_id = saga.place_order(customer, (sku, 1, 10))["order_id"]
+
+            def listed_overdue() -> bool:
+                overdue = saga.order.get("/orders", params={"overdue": "true"}).json()["orders"]
+                return order_id in [o["order_id"] for o in overdue]
+
+            wait_until(listed_overdue, what="the order to be listed as overdue")
+            wait_until(
+                lambda: _gauge(saga.order.get("/metrics").text, "saga_orders_overdue") >= 1,
+                what="the overdue gauge",
+            )
+            assert saga.get_order(order_id)["status"] == "PENDING"
+        # Back to normal, the reaper cancels it at once.
+        assert saga.wait_for_status(order_id, "CANCELLED")["reason"] == "timeout"
+
+
+def test_two_order_processes_reap_each_overdue_order_once(saga: SagaClient, stack: Stack) -> None:
+    customer, sku = saga.funded_customer(100_000), saga.stocked_sku(100)
+    stack.config.ports["order.2"] = free_port()
+    with stopped(stack, "payment"):
+        with restarted_with(stack, "order", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2"):
+            stack.start("order.2", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2")
+            try:
+                stack.wait_ready("order.2")
+                orders = [saga.place_order(customer, (sku, 1, 10))["order_id"] for _ in range(30)]
+                for order_id in orders:
+                    saga.wait_for_status(order_id, "CANCELLED")
+            finally:
+                stack.stop("order.2")
+    for order_id in orders:
+        assert saga.history(order_id) == ["PENDING", "CANCELLED"]
+        cancels = sql(
+            stack,
+            "order",
+            "SELECT count(*) FROM outbox WHERE body->>'type' = 'OrderCancelled' "
+            "AND body->>'correlation_id' = %s",
+            order_id,
+        )
+        assert cancels == [(1,)]
+
+
+async def test_contention_ten_units_for_a_hundred_buyers(saga: SagaClient) -> None:
+    sku = saga.stocked_sku(10)
+    customers = [saga.funded_customer(1_000) for _ in range(100)]
+    async with httpx.AsyncClient(base_url=saga.stack.config.base_url("order"), timeout=30) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/orders",
+                    json={
+                        "customer_id": customer,
+                        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 250}],
+                    },
+                )
+                for customer in customers
+            )
+        )
+    order_ids = [response.json()["order_id"] for response in responses]
+
+    def outcomes() -> dict[str, int] | None:
+        statuses = [saga.get_order(order_id)["status"] for order_id in order_ids]
+        if {"PENDING", "PAID"} & set(statuses):
+            return None
+        return {status: statuses.count(status) for status in set(statuses)}
+
+    assert await asyncio.to_thread(wait_until, outcomes, 60, "every order to end") == {
+        "CONFIRMED": 10,
+        "REJECTED": 90,
+    }
+    assert saga.product(sku) == {"sku": sku, "available": 0, "reserved": 10}
+    balances = [saga.balance(customer) for customer in customers]
+    assert sorted(balances) == [750] * 10 + [1_000] * 90
+    for order_id in order_ids:
+        order = saga.get_order(order_id)
+        payments = saga.payments(order_id)
+        if order["status"] == "REJECTED":
+            assert order["reason"] == "out_of_stock"
+            assert len(payments["charges"]) == len(payments["refunds"]) == 1
+        else:
+            assert payments["refunds"] == []
+
+
+def _gauge(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
