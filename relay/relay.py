@@ -29,6 +29,7 @@ from relay.settings import RelaySettings
 from shared import topology
 from shared.db import create_engine
 from shared.faults import crash
+from shared.housekeeping import PRUNE_OUTBOX, run_pruning
 from shared.log import for_order
 from shared.metrics import RELAY_FAILED, RELAY_OLDEST_SECONDS, RELAY_PENDING, RELAY_PUBLISHED
 from shared.outbox import NOTIFY_CHANNEL, outbox
@@ -58,6 +59,15 @@ class Relay:
         exchange = await topology.declare(channel, self._settings.retry_delays_ms)
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
+        pruning = asyncio.create_task(
+            run_pruning(
+                self._engine,
+                PRUNE_OUTBOX,
+                self._settings.outbox_retention_seconds,
+                self._settings.prune_interval_seconds,
+            ),
+            name="pruning",
+        )
         logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
         try:
             while True:
@@ -76,8 +86,8 @@ class Relay:
                             self._wake.wait(), self._settings.poll_interval_seconds
                         )
         finally:
-            listener.cancel()
-            gauges.cancel()
+            for task in (listener, gauges, pruning):
+                task.cancel()
             await connection.close()
             await self._engine.dispose()
 

@@ -10,5 +10,8 @@ class RelaySettings(CommonSettings):
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     metrics_port: int = 0  # 0: no /metrics endpoint
+    # Published rows older than this are pruned (checked every prune interval).
+    outbox_retention_seconds: float = Field(default=7 * 86_400, gt=0)
+    prune_interval_seconds: float = Field(default=300, gt=0)
     # Fault injection: SIGKILL self after the broker confirmed a batch, before marking it.
     fault_crash_after_publish: bool = False

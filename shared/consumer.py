@@ -14,8 +14,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import (
     AbstractChannel,
@@ -23,6 +25,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topology
@@ -41,6 +44,21 @@ ATTEMPT_HEADER = "x-attempt"
 REASON_HEADER = "x-dead-letter-reason"
 DETAIL_HEADER = "x-dead-letter-detail"
 ROUTING_KEY_HEADER = "x-original-routing-key"
+DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection, as opposed to a failure of the handler itself.
+
+    psycopg raises OperationalError for a dead connection (no SQLSTATE, class 08, or 57P0x:
+    the server shutting down or starting) and for a serialization failure or deadlock (class
+    40); only the first is an outage.
+    """
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(cause, psycopg.OperationalError):
+        state = cause.sqlstate
+        return state is None or state.startswith(("08", "57P"))
+    return isinstance(cause, OSError | TimeoutError)
 
 
 class Consumer:
@@ -117,19 +135,33 @@ class Consumer:
         log.info("%s for %s%s", what, envelope.type, f" -> {caused}" if caused else "")
 
     async def _retry_later(self, message: AbstractIncomingMessage, exc: Exception) -> None:
-        attempt = _int_header(message, ATTEMPT_HEADER) + 1
         error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if is_outage(exc):
+            # The database is away, not the message at fault: wait out the shortest delay
+            # without spending an attempt, however long the outage lasts.
+            attempt = _int_header(message, ATTEMPT_HEADER)
+            delay_ms = self._retry_delays_ms[0]
+            _log(message).warning(
+                "database unavailable, %s waits %.1f s: %s",
+                message.type or "message",
+                delay_ms / 1000,
+                error,
+            )
+            queue = topology.retry_queue(self._service, delay_ms)
+            await self._forward(message, "", queue, {ATTEMPT_HEADER: attempt}, outcome="waited")
+            return
+        attempt = _int_header(message, ATTEMPT_HEADER) + 1
         if attempt > len(self._retry_delays_ms):
             await self._dead_letter(message, "retries_exhausted", error, attempts=attempt)
             return
         delay_ms = self._retry_delays_ms[attempt - 1]
-        logger.warning(
+        _log(message).warning(
             "%s failed (attempt %d), retrying in %.1f s: %s",
             message.type or "message",
             attempt,
             delay_ms / 1000,
             error,
-            exc_info=not isinstance(exc, ConnectionError | OSError),
+            exc_info=True,
         )
         queue = topology.retry_queue(self._service, delay_ms)
         await self._forward(message, "", queue, {ATTEMPT_HEADER: attempt}, outcome="retried")
@@ -137,7 +169,7 @@ class Consumer:
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, detail: str, attempts: int = 1
     ) -> None:
-        logger.error(
+        _log(message).error(
             "dead-lettered %s (%s) after %d attempt(s): %s %s",
             message.message_id,
             message.type or "unknown type",
@@ -145,7 +177,12 @@ class Consumer:
             reason,
             detail,
         )
-        headers = {REASON_HEADER: reason, DETAIL_HEADER: detail[:500], ATTEMPT_HEADER: attempts}
+        headers = {
+            REASON_HEADER: reason,
+            DETAIL_HEADER: detail[:500],
+            ATTEMPT_HEADER: attempts,
+            DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         dlq = topology.dead_letter_queue(self._service)
         await self._forward(
             message, topology.DEAD_LETTER_EXCHANGE, dlq, headers, outcome="dead_lettered"
@@ -191,6 +228,13 @@ class Consumer:
             return
         MESSAGES.labels(message.type or "unknown", outcome).inc()
         await message.ack()
+
+
+def _log(
+    message: AbstractIncomingMessage,
+) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Log lines about a message name its order when it says which (poison may not)."""
+    return for_order(logger, message.correlation_id) if message.correlation_id else logger
 
 
 def _int_header(message: AbstractIncomingMessage, name: str) -> int:

@@ -71,13 +71,13 @@ def decode(body: bytes) -> tuple[Envelope, Event]:
     try:
         event = event_type.model_validate(envelope.data)
     except ValidationError as exc:
-        raise PoisonMessage("invalid_data", _first_error(exc)) from None
+        raise PoisonMessage("invalid_data", _first_error(exc, "data.")) from None
     if event.order_id != envelope.correlation_id:
         raise PoisonMessage("invalid_data", "correlation_id differs from data.order_id")
     return envelope, event
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
+    return f"{prefix}{where}: {error['msg']}"

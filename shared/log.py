@@ -65,5 +65,7 @@ def setup(service: str, level: str = "INFO", as_json: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def for_order(logger: logging.Logger, order_id: UUID) -> logging.LoggerAdapter[logging.Logger]:
+def for_order(
+    logger: logging.Logger, order_id: UUID | str
+) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(logger, {"order_id": order_id})

@@ -53,6 +53,13 @@ def create_messaging_tables() -> None:
     op.create_index(
         "outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
     )
+    # Pruning published rows by age (shared/housekeeping.py).
+    op.create_index(
+        "outbox_published_at",
+        "outbox",
+        ["published_at"],
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
     # A statement-level trigger: one NOTIFY per insert statement, delivered at commit, so the
     # relay wakes the moment an event becomes visible instead of at its next poll.
     op.execute(

@@ -22,6 +22,7 @@ from shared import log
 from shared.consumer import Consumer, Handler
 from shared.db import create_engine, ping
 from shared.faults import Faults
+from shared.housekeeping import PRUNE_INBOX, run_pruning
 from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 
@@ -89,6 +90,16 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(runtime.connect_and_consume(), name="consumer")]
         tasks += [asyncio.create_task(task(runtime.engine)) for task in background]
+        tasks.append(
+            asyncio.create_task(
+                run_pruning(
+                    runtime.engine,
+                    PRUNE_INBOX,
+                    settings.inbox_retention_seconds,
+                    settings.prune_interval_seconds,
+                )
+            )
+        )
         logger.info("%s service listening on %s:%d", name, settings.http_host, settings.http_port)
         try:
             yield

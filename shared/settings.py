@@ -34,6 +34,9 @@ class ServiceSettings(CommonSettings):
     db_pool_size: int = 10
     # How many deliveries one process works on at once (the channel's prefetch).
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
+    # Inbox rows older than this are pruned (checked every prune interval).
+    inbox_retention_seconds: float = Field(default=30 * 86_400, gt=0)
+    prune_interval_seconds: float = Field(default=300, gt=0)
     # Fault injection for tests and demos; empty means off.
     fault_crash_after_commit: str = ""  # a routing key: SIGKILL self after committing its effect
     fault_fail_handler: str = ""  # "handler_name:N": that handler raises N times, then works

@@ -43,8 +43,22 @@ def retry_queue(service: str, delay_ms: int) -> str:
     return f"{service}.events.retry.{delay_ms}ms"
 
 
+# A delivery that kills its consumer again and again (it is never acked) is dead-lettered by
+# the broker after this many deliveries. Explicit, so RabbitMQ 3.x (no default) and 4.x (a
+# default of 20) behave the same.
+DELIVERY_LIMIT = 20
+
+
 def work_queue_arguments(service: str) -> dict[str, object]:
-    return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service))
+    return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service)) | {
+        "x-delivery-limit": DELIVERY_LIMIT
+    }
+
+
+# Dead-letter queues are classic queues: a quorum queue would count every look at its messages
+# (the DLQ tool reads and returns them) towards a delivery limit, and RabbitMQ 4 drops a message
+# past its limit when, as here, there is nowhere further to dead-letter it.
+DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 
 
 def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str, object]:
@@ -70,7 +84,7 @@ async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> Abstr
     for service, keys in BINDINGS.items():
         dlq_name = dead_letter_queue(service)
         dlq = await channel.declare_queue(
-            dlq_name, durable=True, arguments={"x-queue-type": "quorum"}
+            dlq_name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS
         )
         await dlq.bind(dlx, routing_key=dlq_name)
 

@@ -31,6 +31,8 @@ class StackConfig:
     database_prefix: str = "saga"
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
+    # A service whose database lives elsewhere (a test's own PostgreSQL, to be killed).
+    pg_ports: dict[str, int] = field(default_factory=dict)
     pg_user: str = "postgres"
     amqp_host: str = "127.0.0.1"
     amqp_port: int = 5672
@@ -48,9 +50,12 @@ class StackConfig:
     def database(self, service: str) -> str:
         return f"{self.database_prefix}_{service}"
 
+    def pg_port_of(self, service: str) -> int:
+        return self.pg_ports.get(service, self.pg_port)
+
     def database_url(self, service: str) -> str:
         return (
-            f"postgresql+psycopg://{self.pg_user}@{self.pg_host}:{self.pg_port}/"
+            f"postgresql+psycopg://{self.pg_user}@{self.pg_host}:{self.pg_port_of(service)}/"
             f"{self.database(service)}"
         )
 
@@ -94,23 +99,27 @@ class Stack:
                 stdout=subprocess.DEVNULL,
             )
 
-    def _admin(self) -> psycopg.Connection:
+    def _admin(self, service: str) -> psycopg.Connection:
         c = self.config
         return psycopg.connect(
-            host=c.pg_host, port=c.pg_port, user=c.pg_user, dbname="postgres", autocommit=True
+            host=c.pg_host,
+            port=c.pg_port_of(service),
+            user=c.pg_user,
+            dbname="postgres",
+            autocommit=True,
         )
 
     def create_databases(self) -> None:
-        with self._admin() as conn:
-            for service in SERVICES:
-                name = self.config.database(service)
+        for service in SERVICES:
+            name = self.config.database(service)
+            with self._admin(service) as conn:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
                 if exists.fetchone() is None:
                     conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop_databases(self) -> None:
-        with self._admin() as conn:
-            for service in SERVICES:
+        for service in SERVICES:
+            with self._admin(service) as conn:
                 conn.execute(
                     f'DROP DATABASE IF EXISTS "{self.config.database(service)}" WITH (FORCE)'
                 )

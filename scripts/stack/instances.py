@@ -1,0 +1,193 @@
+"""A PostgreSQL cluster or RabbitMQ node of our own, to kill and restart at will.
+
+Tests and chaos runs that stop a database or the broker start one of these first (own data
+directory, node name and ports), so the machine's own PostgreSQL and RabbitMQ are never touched.
+Each runs in its own process group, and is stopped through it by its own pid.
+"""
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not listening on {port} after {timeout} s")
+        time.sleep(0.1)
+
+
+class _Instance:
+    """A server process in its own process group."""
+
+    name = "server"
+
+    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+        self.base_dir = base_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(
+        self, command: list[str], env: dict[str, str] | None = None, **kwargs: object
+    ) -> None:
+        log = (self.base_dir / f"{self.name}.out").open("ab")
+        self.process = subprocess.Popen(  # type: ignore[call-overload]
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kwargs,
+        )
+        log.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
+        """Signal the whole process group (the server and its children); wait unless it is a
+        pause (SIGSTOP) or a resume (SIGCONT)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+        # Children outlive a killed leader for a moment; wait until the group is empty.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+class OwnPostgres(_Instance):
+    """`initdb` + `postgres` on a data directory of its own, trust auth, user postgres."""
+
+    name = "postgres"
+
+    def __init__(self, port: int | None = None) -> None:
+        # A directory of its own under /tmp: as root, the server runs as the postgres user
+        # (PostgreSQL refuses root), who could not traverse a test's private temp directory.
+        super().__init__(Path(tempfile.mkdtemp(prefix="saga-pg-")), port)
+        self.data_dir = self.base_dir / "pgdata"
+        self.bin_dir = Path(_postgres_bin_dir())
+        self._user = "postgres" if os.geteuid() == 0 else None
+
+    def _as_owner(self) -> dict[str, object]:
+        return {"user": self._user, "group": self._user} if self._user else {}
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            shutil.chown(self.base_dir, self._user, self._user)
+        if not self.data_dir.exists():
+            subprocess.run(
+                [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "-A", "trust", "--no-sync", "-E", "UTF8"],
+                check=True, stdout=subprocess.DEVNULL, **self._as_owner(),  # type: ignore[arg-type]
+            )  # fmt: skip
+        self._spawn(
+            [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+             "-k", str(self.base_dir), "-c", "listen_addresses=127.0.0.1",
+             "-c", "max_connections=200"],
+            **self._as_owner(),
+        )  # fmt: skip
+        wait_for_port(self.port, timeout, "PostgreSQL")
+
+    def remove(self) -> None:
+        """Stop the server and delete its data directory."""
+        self.kill()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+class OwnRabbitMQ(_Instance):
+    """A RabbitMQ node with its own name, ports, config and data directory (guest/guest)."""
+
+    name = "rabbitmq"
+
+    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+        super().__init__(base_dir, port)
+        self.node = f"saga-{uuid.uuid4().hex[:8]}@localhost"
+        self.dist_port = free_port()
+
+    @property
+    def rabbitmqctl(self) -> list[str]:
+        return [_rabbitmq_script("rabbitmqctl"), "-n", self.node]
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(self.base_dir / "rabbitmq.conf"),
+            # Our own (empty) env file: the machine's would set its node name and port.
+            "RABBITMQ_CONF_ENV_FILE": str(self.base_dir / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base_dir / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base_dir / "log"),
+            "RABBITMQ_PID_FILE": str(self.base_dir / "rabbitmq.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.base_dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+        )
+        (self.base_dir / "rabbitmq-env.conf").write_text("")
+        (self.base_dir / "enabled_plugins").write_text("[].\n")
+        self._spawn([_rabbitmq_script("rabbitmq-server")], env=self._env())
+        wait_for_port(self.port, timeout, "RabbitMQ")
+
+
+def _postgres_bin_dir() -> str:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if candidates:
+        return candidates[-1]
+    found = shutil.which("postgres") or shutil.which("pg_ctl")
+    if found:
+        return str(Path(found).parent)
+    raise FileNotFoundError("no PostgreSQL server binaries (apt-get install postgresql)")
+
+
+def _rabbitmq_script(name: str) -> str:
+    # Debian's /usr/sbin wrappers switch to the rabbitmq user and its node; the scripts behind
+    # them run as we are, with our environment.
+    direct = Path("/usr/lib/rabbitmq/bin") / name
+    if direct.exists():
+        return str(direct)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise FileNotFoundError(f"no {name} (apt-get install rabbitmq-server)")
