@@ -76,7 +76,7 @@ def test_out_of_stock_refunds_the_charge_and_reserves_nothing(saga: SagaClient) 
         f"order {short_id} | refunded 3500 to {customer} (out_of_stock) "
         "for InventoryFailed -> PaymentRefunded"
     )
-    logs["order"].wait_for(f"-> REJECTED (out_of_stock) for InventoryFailed -> OrderRejected")
+    logs["order"].wait_for("-> REJECTED (out_of_stock) for InventoryFailed -> OrderRejected")
 
 
 def test_an_unknown_sku_is_rejected_and_refunded(saga: SagaClient) -> None:
@@ -87,7 +87,9 @@ def test_an_unknown_sku_is_rejected_and_refunded(saga: SagaClient) -> None:
     assert saga.balance(customer) == 1_000
 
 
-def test_a_customer_cancel_while_pending_compensates_whatever_ran(saga: SagaClient, stack: Stack) -> None:
+def test_a_customer_cancel_while_pending_compensates_whatever_ran(
+    saga: SagaClient, stack: Stack
+) -> None:
     customer, sku = saga.funded_customer(5_000), saga.stocked_sku(5)
     with stopped(stack, "payment"):
         order_id = saga.place_order(customer, (sku, 1, 800))["order_id"]
@@ -101,15 +103,19 @@ def test_a_customer_cancel_while_pending_compensates_whatever_ran(saga: SagaClie
     assert_nothing_kept(saga, order_id)
     wait_until(lambda: saga.balance(customer) == 5_000, what="the refund to land")
     wait_until(
-        lambda: all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
-        and saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0},
+        lambda: (
+            all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
+            and saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0}
+        ),
         what="no stock held",
     )
     assert saga.get_order(order_id)["status"] == "CANCELLED"
     assert saga.history(order_id) == ["PENDING", "CANCELLED"]
 
 
-def test_a_payment_that_succeeds_after_the_cancel_is_refunded(saga: SagaClient, stack: Stack) -> None:
+def test_a_payment_that_succeeds_after_the_cancel_is_refunded(
+    saga: SagaClient, stack: Stack
+) -> None:
     customer, sku = saga.funded_customer(5_000), saga.stocked_sku(5)
     order_log = LogCursor(stack, "order")
     with stopped(stack, "payment"):
@@ -119,7 +125,9 @@ def test_a_payment_that_succeeds_after_the_cancel_is_refunded(saga: SagaClient, 
         stack.start("payment", CONSUMER_PREFETCH="1")
         stack.wait_ready("payment")
         assert_refunded(saga, order_id, 900, "order_cancelled")
-        order_log.wait_for(f"order {order_id[:8]} | ignored, order is CANCELLED for PaymentSucceeded")
+        order_log.wait_for(
+            f"order {order_id[:8]} | ignored, order is CANCELLED for PaymentSucceeded"
+        )
         stack.stop("payment")
     assert saga.get_order(order_id)["status"] == "CANCELLED"
     wait_until(lambda: saga.balance(customer) == 5_000, what="the refund to land")
@@ -155,8 +163,10 @@ def test_the_reaper_cancels_a_paid_order_past_its_deadline_and_everything_is_und
         assert_refunded(saga, order_id, 1_200, "order_cancelled")
     # Inventory comes back to PaymentSucceeded and OrderCancelled, in whichever order.
     wait_until(
-        lambda: saga.product(sku) == {"sku": sku, "available": 4, "reserved": 0}
-        and all(r["status"] == "RELEASED" for r in saga.reservations(order_id)),
+        lambda: (
+            saga.product(sku) == {"sku": sku, "available": 4, "reserved": 0}
+            and all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
+        ),
         what="no stock held for the cancelled order",
     )
     assert saga.balance(customer) == 3_000
@@ -187,16 +197,18 @@ def test_overdue_sagas_are_visible_until_reaped(saga: SagaClient, stack: Stack) 
 def test_two_order_processes_reap_each_overdue_order_once(saga: SagaClient, stack: Stack) -> None:
     customer, sku = saga.funded_customer(100_000), saga.stocked_sku(100)
     stack.config.ports["order.2"] = free_port()
-    with stopped(stack, "payment"):
-        with restarted_with(stack, "order", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2"):
-            stack.start("order.2", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2")
-            try:
-                stack.wait_ready("order.2")
-                orders = [saga.place_order(customer, (sku, 1, 10))["order_id"] for _ in range(30)]
-                for order_id in orders:
-                    saga.wait_for_status(order_id, "CANCELLED")
-            finally:
-                stack.stop("order.2")
+    with (
+        stopped(stack, "payment"),
+        restarted_with(stack, "order", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2"),
+    ):
+        stack.start("order.2", ORDER_DEADLINE_SECONDS="1", REAPER_INTERVAL_SECONDS="0.2")
+        try:
+            stack.wait_ready("order.2")
+            orders = [saga.place_order(customer, (sku, 1, 10))["order_id"] for _ in range(30)]
+            for order_id in orders:
+                saga.wait_for_status(order_id, "CANCELLED")
+        finally:
+            stack.stop("order.2")
     for order_id in orders:
         assert saga.history(order_id) == ["PENDING", "CANCELLED"]
         cancels = sql(
@@ -212,7 +224,9 @@ def test_two_order_processes_reap_each_overdue_order_once(saga: SagaClient, stac
 async def test_contention_ten_units_for_a_hundred_buyers(saga: SagaClient) -> None:
     sku = saga.stocked_sku(10)
     customers = [saga.funded_customer(1_000) for _ in range(100)]
-    async with httpx.AsyncClient(base_url=saga.stack.config.base_url("order"), timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=saga.stack.config.base_url("order"), timeout=30
+    ) as client:
         responses = await asyncio.gather(
             *(
                 client.post(
