@@ -71,7 +71,9 @@ class Runtime:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        broker_up = self.connection is not None and not self.connection.is_closed
+        # A robust connection is never "closed" while it reconnects; `connected` says whether
+        # it is up right now.
+        broker_up = self.connection is not None and self.connection.connected.is_set()
         checks["broker"] = "ok" if broker_up else "unreachable"
         return checks
 
