@@ -41,7 +41,7 @@ CLAIM = (
     sa.select(outbox.c.id, outbox.c.routing_key, outbox.c.body)
     .where(outbox.c.published_at.is_(None))
     .order_by(outbox.c.id)
-    .limit(sa.bindparam("batch_size"))
+    .limit(sa.bindparam("batch_size", type_=sa.Integer))
     .with_for_update(skip_locked=True)
 )
 MARK_PUBLISHED = sa.text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
@@ -157,18 +157,27 @@ class Relay:
                 await asyncio.sleep(1)
 
     async def _update_gauges(self) -> None:
-        query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
-            outbox.c.published_at.is_(None)
-        )
         while True:
             with contextlib.suppress(Exception):
-                async with self._engine.connect() as conn:
-                    pending, oldest, now = (
-                        await conn.execute(query.add_columns(sa.func.now()))
-                    ).one()
+                pending, oldest_seconds = await pending_rows(self._engine)
                 RELAY_PENDING.set(pending)
-                RELAY_OLDEST_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+                RELAY_OLDEST_SECONDS.set(oldest_seconds)
             await asyncio.sleep(5)
+
+
+PENDING = sa.text(
+    """
+    SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
+    FROM outbox WHERE published_at IS NULL
+    """
+)
+
+
+async def pending_rows(engine: AsyncEngine) -> tuple[int, float]:
+    """How many rows wait to be published, and the age in seconds of the oldest."""
+    async with engine.connect() as conn:
+        count, oldest_seconds = (await conn.execute(PENDING)).one()
+    return int(count), float(oldest_seconds)
 
 
 async def _connect(url: str) -> aio_pika.abc.AbstractRobustConnection:

@@ -1,0 +1,122 @@
+"""The outbox at scale: the relay's claim stays an index scan, pruning keeps what it must,
+and the relay's gauges say how far behind it is. Against a scratch database of its own."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.relay import CLAIM, pending_rows
+from shared.db import create_engine
+from shared.housekeeping import PRUNE_INBOX, PRUNE_OUTBOX, prune
+from shared.migrations import upgrade
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PUBLISHED_ROWS = 2_000_000
+
+
+@pytest.fixture(scope="module")
+async def scratch() -> AsyncIterator[tuple[str, AsyncEngine]]:
+    name = f"sagatest_outbox_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    upgrade("payment", url)
+    engine = create_engine(url, pool_size=2)
+    try:
+        yield url.replace("+psycopg", ""), engine
+    finally:
+        await engine.dispose()
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def run(url: str, statement: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(statement)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+async def test_the_claim_is_an_index_scan_among_millions_of_published_rows(
+    scratch: tuple[str, AsyncEngine],
+) -> None:
+    url, _ = scratch
+    run(
+        url,
+        f"""
+        INSERT INTO outbox (message_id, routing_key, body, created_at, published_at)
+        SELECT gen_random_uuid(), 'order.created', '{{}}', now() - interval '1 day',
+               now() - interval '1 day'
+        FROM generate_series(1, {PUBLISHED_ROWS})
+        """,
+    )
+    run(
+        url,
+        "INSERT INTO outbox (message_id, routing_key, body) "
+        "SELECT gen_random_uuid(), 'order.created', '{}' FROM generate_series(1, 50)",
+    )
+    run(url, "ANALYZE outbox")
+    claim = str(
+        CLAIM.params(batch_size=200).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
+    )
+    assert "LIMIT 200 FOR UPDATE SKIP LOCKED" in claim
+    plan = "\n".join(str(row[0]) for row in run(url, f"EXPLAIN ANALYZE {claim}"))
+    assert "Index Scan using outbox_pending on outbox" in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+
+async def test_pruning_deletes_only_old_published_rows_and_old_inbox_rows(
+    scratch: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = scratch
+    run(url, "DELETE FROM outbox")
+    run(
+        url,
+        """
+        INSERT INTO outbox (message_id, routing_key, body, created_at, published_at) VALUES
+            (gen_random_uuid(), 'old.published', '{}', now() - interval '9 days', now() - interval '8 days'),
+            (gen_random_uuid(), 'new.published', '{}', now() - interval '1 hour', now() - interval '1 hour'),
+            (gen_random_uuid(), 'old.pending', '{}', now() - interval '9 days', NULL)
+        """,
+    )
+    run(
+        url,
+        """
+        INSERT INTO inbox (message_id, message_type, received_at) VALUES
+            (gen_random_uuid(), 'Old', now() - interval '40 days'),
+            (gen_random_uuid(), 'New', now() - interval '1 day')
+        """,
+    )
+    week = 7 * 86_400
+    assert await prune(engine, PRUNE_OUTBOX, week) == 1
+    assert await prune(engine, PRUNE_INBOX, 30 * 86_400) == 1
+    assert run(url, "SELECT routing_key FROM outbox ORDER BY routing_key") == [
+        ("new.published",),
+        ("old.pending",),
+    ]
+    assert run(url, "SELECT message_type FROM inbox") == [("New",)]
+
+
+async def test_the_relay_gauges_count_pending_rows_and_the_oldest_age(
+    scratch: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = scratch
+    run(url, "DELETE FROM outbox")
+    assert await pending_rows(engine) == (0, 0.0)
+    run(
+        url,
+        """
+        INSERT INTO outbox (message_id, routing_key, body, created_at, published_at) VALUES
+            (gen_random_uuid(), 'a', '{}', now() - interval '90 seconds', NULL),
+            (gen_random_uuid(), 'b', '{}', now() - interval '10 seconds', NULL),
+            (gen_random_uuid(), 'c', '{}', now() - interval '1 hour', now())
+        """,
+    )
+    count, oldest = await pending_rows(engine)
+    assert count == 2
+    assert 90 <= oldest < 100
