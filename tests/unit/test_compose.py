@@ -204,11 +204,11 @@ def test_every_setting_the_container_needs_is_set_and_valid() -> None:
     }
     for name, (kind, _, _) in PYTHON.items():
         settings_class, env = _settings_class(name), _env(name)
-        required = {
-            f.upper() for f, info in settings_class.model_fields.items() if info.is_required()
-        }
-        assert required | needed[kind] <= set(env), name
-        settings: Any = settings_class(**{key.lower(): value for key, value in env.items()})
+        fields = settings_class.model_fields
+        required = {field.upper() for field, info in fields.items() if info.is_required()}
+        # Read case-insensitively, like the settings themselves.
+        assert required | needed[kind] <= {key.upper() for key in env}, name
+        settings: Any = settings_class.model_validate({k.lower(): v for k, v in env.items()})
         if kind == "api":
             assert settings.http_host == "0.0.0.0", f"{name} must listen beyond its loopback"
         if kind == "relay":
