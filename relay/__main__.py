@@ -5,8 +5,6 @@ import asyncio
 import contextlib
 import signal
 
-from prometheus_client import start_http_server
-
 from relay.relay import Relay
 from relay.settings import RelaySettings
 from shared import log
@@ -21,8 +19,6 @@ def main() -> None:
     if not settings.database_url:
         settings.database_url = database_url(f"saga_{args.service}")
     log.setup(f"{args.service}-relay", settings.log_level, settings.log_json)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="0.0.0.0")
     asyncio.run(_serve(Relay(settings)))
 
 

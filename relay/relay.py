@@ -17,16 +17,17 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import psycopg
 import sqlalchemy as sa
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractExchange
+from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.settings import RelaySettings
 from shared import topology
+from shared.broker import connect
 from shared.db import create_engine
 from shared.faults import crash
 from shared.housekeeping import PRUNE_OUTBOX, run_pruning
@@ -54,9 +55,13 @@ class Relay:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        connection = await _connect(self._settings.amqp_url)
+        connection = await connect(self._settings.amqp_url, name="relay")
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await topology.declare(channel, self._settings.retry_delays_ms)
+        if self._settings.metrics_port:
+            # Only now: a relay that answers /metrics is connected and can publish, so the
+            # endpoint doubles as its readiness check (docker-compose.yml).
+            start_http_server(self._settings.metrics_port, addr="0.0.0.0")
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
         pruning = asyncio.create_task(
@@ -178,16 +183,3 @@ async def pending_rows(engine: AsyncEngine) -> tuple[int, float]:
     async with engine.connect() as conn:
         count, oldest_seconds = (await conn.execute(PENDING)).one()
     return int(count), float(oldest_seconds)
-
-
-async def _connect(url: str) -> aio_pika.abc.AbstractRobustConnection:
-    delay = 0.5
-    while True:
-        try:
-            return await aio_pika.connect_robust(
-                url, client_properties={"connection_name": "relay"}
-            )
-        except (OSError, aio_pika.exceptions.AMQPError) as exc:
-            logger.warning("broker unreachable (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Annotated
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import log
+from shared.broker import connect
 from shared.consumer import Consumer, Handler
 from shared.db import create_engine, ping
 from shared.faults import Faults
@@ -51,17 +51,7 @@ class Runtime:
 
     async def connect_and_consume(self) -> None:
         """Keep trying until the broker answers; the API serves (and the outbox fills) meanwhile."""
-        delay = 0.5
-        while True:
-            try:
-                self.connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url, client_properties={"connection_name": self.name}
-                )
-                break
-            except (OSError, aio_pika.exceptions.AMQPError) as exc:
-                logger.warning("broker unreachable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        self.connection = await connect(self.settings.amqp_url, name=self.name)
         await self.consumer.start(self.connection)
 
     async def ready(self) -> dict[str, str]:

@@ -104,7 +104,9 @@ def test_a_database_outage_delays_a_service_but_loses_nothing(
     postgres.start()
     try:
         run = uuid.uuid4().hex[:8]
-        stack = own_stack(tmp_path / "stack", pg_ports={"payment": postgres.port}, vhost=f"saga-outage-{run}")
+        stack = own_stack(
+            tmp_path / "stack", pg_ports={"payment": postgres.port}, vhost=f"saga-outage-{run}"
+        )
         saga = _started(request, stack)
         customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
         orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(5)]
