@@ -20,14 +20,14 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractConnection, AbstractExchange
 from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.settings import RelaySettings
 from shared import topology
-from shared.broker import connect
+from shared.broker import BrokerLink
 from shared.db import create_engine
 from shared.faults import crash
 from shared.housekeeping import PRUNE_OUTBOX, run_pruning
@@ -53,15 +53,22 @@ class Relay:
         self._settings = settings
         self._engine: AsyncEngine = create_engine(settings.database_url, pool_size=2)
         self._wake = asyncio.Event()
+        self._exchange: AbstractExchange | None = None
+        self._serving_metrics = False
 
-    async def run(self) -> None:
-        connection = await connect(self._settings.amqp_url, name="relay")
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await topology.declare(channel, self._settings.retry_delays_ms)
-        if self._settings.metrics_port:
-            # Only now: a relay that answers /metrics is connected and can publish, so the
+    async def _on_connect(self, link: BrokerLink, connection: AbstractConnection) -> None:
+        channel = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
+        self._exchange = await topology.declare(channel, self._settings.retry_delays_ms)
+        if self._settings.metrics_port and not self._serving_metrics:
+            # Only now: a relay that answers /metrics has been able to publish, so the
             # endpoint doubles as its readiness check (docker-compose.yml).
             start_http_server(self._settings.metrics_port, addr="0.0.0.0")
+            self._serving_metrics = True
+        logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
+
+    async def run(self) -> None:
+        link = BrokerLink(self._settings.amqp_url, "relay", self._on_connect)
+        broker = asyncio.create_task(link.run(), name="broker")
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
         pruning = asyncio.create_task(
@@ -73,12 +80,14 @@ class Relay:
             ),
             name="pruning",
         )
-        logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
         try:
             while True:
+                # No broker, no publishing: the rows wait in the outbox.
+                await link.connected.wait()
+                assert self._exchange is not None
                 self._wake.clear()
                 try:
-                    claimed, failed = await self.publish_batch(exchange)
+                    claimed, failed = await self.publish_batch(self._exchange)
                 except Exception as exc:
                     logger.warning("relay pass failed, retrying in 1 s: %s", exc)
                     await asyncio.sleep(1)
@@ -91,9 +100,9 @@ class Relay:
                             self._wake.wait(), self._settings.poll_interval_seconds
                         )
         finally:
-            for task in (listener, gauges, pruning):
+            for task in (broker, listener, gauges, pruning):
                 task.cancel()
-            await connection.close()
+            await asyncio.gather(broker, listener, gauges, pruning, return_exceptions=True)
             await self._engine.dispose()
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:

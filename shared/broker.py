@@ -1,32 +1,80 @@
-"""Connecting to the broker, for the services and the relays alike."""
+"""The broker link: one connection, supervised, for a service's consumer or a relay.
+
+aio-pika's robust connection reconnects by itself, but restoring channels and consumers has
+gaps: under repeated broker kills (scripts/chaos.py) a service was left connected and not
+consuming, its queue growing. So the link does the simple, checkable thing instead: connect,
+let its owner set up (declare the topology, start consuming), then wait until the connection
+or any of its channels closes, drop everything and start over. While it is down, `connected`
+is clear: /readyz says so, the relay leaves its rows pending, and unacked deliveries go back
+to the queue, where the inbox catches whatever was applied but not acked.
+"""
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 logger = logging.getLogger("broker")
 
+SetUp = Callable[["BrokerLink", AbstractConnection], Awaitable[None]]
 
-async def connect(url: str, name: str) -> AbstractRobustConnection:
-    """A robust connection, retried with backoff until the broker answers.
 
-    Once connected, aio-pika reconnects by itself and restores channels, queues, bindings and
-    consumers (tests/e2e/test_outages.py kills the broker under load to prove it).
-    """
-    delay = 0.5
-    while True:
-        try:
-            return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
-        except (OSError, aio_pika.exceptions.AMQPError) as exc:
-            logger.warning("%s; retrying in %.1f s", problem(exc), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+class BrokerLink:
+    def __init__(self, url: str, name: str, set_up: SetUp) -> None:
+        self._url = url
+        self._name = name
+        self._set_up = set_up
+        self._lost = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def channel(self, connection: AbstractConnection, **options: Any) -> AbstractChannel:
+        """A channel whose closing, like the connection's, makes the link start over."""
+        channel = await connection.channel(**options)
+        channel.close_callbacks.add(self._on_close)
+        return channel
+
+    def _on_close(self, *_: object) -> None:
+        self._lost.set()
+
+    async def run(self) -> None:
+        """Connect, set up, wait for a loss, repeat; until cancelled."""
+        delay = 0.5
+        while True:
+            try:
+                connection = await aio_pika.connect(
+                    self._url, client_properties={"connection_name": self._name}, timeout=10
+                )
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+                logger.warning("%s; retrying in %.1f s", problem(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._lost.clear()
+            connection.close_callbacks.add(self._on_close)
+            try:
+                await self._set_up(self, connection)
+                self.connected.set()
+                if delay > 0.5:
+                    logger.info("connected to the broker again")
+                delay = 0.5
+                await self._lost.wait()
+                logger.warning("lost the broker; reconnecting")
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+                logger.warning("broker set-up failed (%s); retrying in %.1f s", problem(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await connection.close()
 
 
 def problem(exc: BaseException) -> str:
     """Say why the broker could not be reached, so a wrong password does not read as an outage."""
     if isinstance(exc, aio_pika.exceptions.ProbableAuthenticationError):
         return f"the broker refused our credentials ({exc}); check AMQP_URL"
-    return f"broker unreachable ({exc})"
+    return f"broker unreachable ({exc or type(exc).__name__})"

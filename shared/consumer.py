@@ -21,14 +21,15 @@ import psycopg
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractRobustConnection,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topology
+from shared.broker import BrokerLink
 from shared.envelope import PoisonMessage, decode
 from shared.faults import Faults
 from shared.log import for_order
@@ -80,10 +81,13 @@ class Consumer:
         self._faults = faults
         self._publisher: AbstractChannel | None = None
 
-    async def start(self, connection: AbstractRobustConnection) -> None:
-        self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:
+        """Declare the topology and start consuming on a fresh connection (shared/broker.py)."""
+        self._publisher = await link.channel(
+            connection, publisher_confirms=True, on_return_raises=True
+        )
         await topology.declare(self._publisher, self._retry_delays_ms)
-        channel = await connection.channel()
+        channel = await link.channel(connection)
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await channel.declare_queue(
             topology.work_queue(self._service),
@@ -99,6 +103,13 @@ class Consumer:
         )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # aio-pika cancels its delivery tasks when the channel closes (the broker went away).
+        # A unit of work cancelled halfway can leave its database connection mid-command for
+        # the next user of the pool; shielded, it runs to its commit or rollback, and only the
+        # ack is lost (the broker redelivers, the inbox drops the copy).
+        await asyncio.shield(self._handle(message))
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
             await self._apply(message)
         except PoisonMessage as poison:

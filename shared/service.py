@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Annotated
 
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import log
-from shared.broker import connect
+from shared.broker import BrokerLink
 from shared.consumer import Consumer, Handler
 from shared.db import create_engine, ping
 from shared.faults import Faults
@@ -39,7 +38,6 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.engine = create_engine(settings.database_url, settings.db_pool_size)
-        self.connection: AbstractRobustConnection | None = None
         self.consumer = Consumer(
             name,
             self.engine,
@@ -49,10 +47,8 @@ class Runtime:
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
         )
 
-    async def connect_and_consume(self) -> None:
-        """Keep trying until the broker answers; the API serves (and the outbox fills) meanwhile."""
-        self.connection = await connect(self.settings.amqp_url, name=self.name)
-        await self.consumer.start(self.connection)
+        # The API serves (and the outbox fills) whether or not the broker is there.
+        self.broker = BrokerLink(settings.amqp_url, name, self.consumer.start)
 
     async def ready(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -61,10 +57,7 @@ class Runtime:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        # A robust connection is never "closed" while it reconnects; `connected` says whether
-        # it is up right now.
-        broker_up = self.connection is not None and self.connection.connected.is_set()
-        checks["broker"] = "ok" if broker_up else "unreachable"
+        checks["broker"] = "ok" if self.broker.connected.is_set() else "unreachable"
         return checks
 
 
@@ -80,7 +73,7 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(runtime.connect_and_consume(), name="consumer")]
+        tasks = [asyncio.create_task(runtime.broker.run(), name="broker")]
         tasks += [asyncio.create_task(task(runtime.engine)) for task in background]
         tasks.append(
             asyncio.create_task(
@@ -99,8 +92,6 @@ def build_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if runtime.connection is not None:
-                await runtime.connection.close()
             await runtime.engine.dispose()
 
     app = FastAPI(title=f"{name} service", lifespan=lifespan)

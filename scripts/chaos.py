@@ -1,0 +1,212 @@
+"""Chaos: kill and freeze components at random while load runs, then check every invariant.
+
+    python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
+
+It starts a stack of its own (own databases, vhost-free RabbitMQ node, ports), so the broker
+it kills is its own. While scripts/load.py places orders, it repeatedly picks a component (a
+service, a relay, the broker) and either SIGKILLs it and starts it again after a random pause,
+or freezes it (SIGSTOP, then SIGCONT), standing in for a partition. The first faults cover
+every kind of component; the rest are drawn from the seed. At the end it waits for the system to
+go quiet, runs scripts/check.py, and prints the faults, the sagas by outcome and the
+invariants; the exit status is 1 on any violation.
+
+With --replicas 2 every service and relay runs twice (competing consumers, two relays per
+database), and faults hit either copy.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from scripts.check import Invariant, check, report, snapshot
+from scripts.load import Load, Mix, Result, print_summary
+from scripts.stack import RELAYS, SERVICES, Stack, StackConfig
+from scripts.stack.instances import OwnRabbitMQ, free_port
+
+BROKER = "broker"
+
+
+@dataclass
+class Fault:
+    at: float
+    target: str
+    action: str  # "kill" or "freeze"
+    pause: float
+
+
+@dataclass
+class Chaos:
+    stack: Stack
+    rabbit: OwnRabbitMQ
+    rng: random.Random
+    seconds: float
+    pause_range: tuple[float, float] = (0.5, 3.0)
+    gap_range: tuple[float, float] = (0.2, 1.5)
+    faults: list[Fault] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def components(self) -> list[str]:
+        return [name for name in self.stack.processes]
+
+    def run(self) -> None:
+        """Inject faults until the time is up (in a thread, beside the load)."""
+        started = time.monotonic()
+        kinds = ["service", "relay", BROKER]
+        self.rng.shuffle(kinds)
+        while time.monotonic() - started < self.seconds and not self.stop.is_set():
+            time.sleep(self.rng.uniform(*self.gap_range))
+            kind = kinds.pop() if kinds else self.rng.choice(["service", "relay", BROKER])
+            if kind == BROKER:
+                target = BROKER
+            else:
+                names = [
+                    n
+                    for n in self.components()
+                    if (n.partition(".")[0] in RELAYS) == (kind == "relay")
+                ]
+                target = self.rng.choice(names)
+            action = "kill" if target == BROKER or self.rng.random() < 0.7 else "freeze"
+            pause = self.rng.uniform(*self.pause_range)
+            self.faults.append(Fault(time.monotonic() - started, target, action, pause))
+            self.inject(target, action, pause)
+
+    def inject(self, target: str, action: str, pause: float) -> None:
+        if target == BROKER:
+            self.rabbit.kill(signal.SIGKILL)
+            time.sleep(pause)
+            self.rabbit.start()
+        elif action == "kill":
+            self.stack.kill(target, signal.SIGKILL)
+            time.sleep(pause)
+            self.stack.start(target)
+        else:
+            self.stack.kill(target, signal.SIGSTOP)
+            time.sleep(pause)
+            self.stack.kill(target, signal.SIGCONT)
+
+
+def build_stack(replicas: int, var_dir: Path, rabbit: OwnRabbitMQ) -> Stack:
+    names = [*SERVICES, *RELAYS]
+    ports = {service: free_port() for service in SERVICES}
+    for copy in range(2, replicas + 1):
+        ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
+    stack = Stack(
+        StackConfig(
+            database_prefix=f"sagachaos_{uuid.uuid4().hex[:8]}",
+            amqp_port=rabbit.port,
+            ports=ports,
+            var_dir=var_dir,
+        )
+    )
+    stack.extra_names = [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]  # type: ignore[attr-defined]
+    return stack
+
+
+def wait_quiet(stack: Stack, within_seconds: float) -> list[Invariant]:
+    """Run the check until it passes or the deadline comes: compensations may still be in
+    flight when the last order turned terminal."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        invariants = check(snapshot(stack.config))
+        if not any(i.violations for i in invariants) or time.monotonic() > deadline:
+            return invariants
+        time.sleep(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--seconds", type=float, default=60, help="how long faults are injected")
+    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=None, help="orders per second (open loop)")
+    parser.add_argument("--replicas", type=int, default=1, choices=[1, 2])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    console = Console(stderr=args.json)
+    return run(args, console)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    var_dir = Path(tempfile.mkdtemp(prefix="saga-chaos-"))
+    rabbit = OwnRabbitMQ(var_dir / "rabbitmq")
+    console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
+    rabbit.start()
+    stack = build_stack(args.replicas, var_dir / "stack", rabbit)
+    chaos = Chaos(stack, rabbit, random.Random(args.seed), args.seconds)
+    try:
+        stack.prepare()
+        stack.start()
+        if stack.extra_names:  # type: ignore[attr-defined]
+            stack.start(*stack.extra_names)  # type: ignore[attr-defined]
+        stack.wait_ready(timeout=60)
+        urls = {service: stack.config.base_url(service) for service in SERVICES}
+        load = Load(urls, args.seed, Mix(scarce_units=20))
+        injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
+
+        async def go() -> Result:
+            try:
+                injector.start()
+                return await load.run_load(args.orders, args.concurrency, args.rate, 600,
+                                           show_progress=console.is_terminal)  # fmt: skip
+            finally:
+                await load.close()
+
+        result = asyncio.run(go())
+        chaos.stop.set()
+        injector.join()
+        # Everything back up and thawed, then let the system finish its compensations.
+        with contextlib.suppress(Exception):
+            for name in stack.processes:
+                stack.kill(name, signal.SIGCONT)
+        if rabbit.pid is None:
+            rabbit.start()
+        for name in [*SERVICES, *RELAYS, *stack.extra_names]:  # type: ignore[attr-defined]
+            if not stack.is_running(name):
+                stack.start(name)
+        stack.wait_ready(timeout=60)
+        invariants = wait_quiet(stack, 120)
+    finally:
+        chaos.stop.set()
+        stack.stop(*list(stack.processes))
+        if not args.keep:
+            stack.drop_databases()
+        rabbit.stop()
+
+    faults = Counter(f"{fault.action} {fault.target.partition('.')[0]}" for fault in chaos.faults)
+    if args.json:
+        print(json.dumps({
+            "seed": args.seed,
+            "faults": [vars(fault) for fault in chaos.faults],
+            "load": result.as_dict(),
+            "invariants": [{"invariant": i.name, "checked": i.checked, "violations": i.violations} for i in invariants],
+        }, indent=2))  # fmt: skip
+        return 1 if any(i.violations for i in invariants) else 0
+    console.print(
+        f"{len(chaos.faults)} faults injected: "
+        + ", ".join(f"{n} x {k}" for k, n in sorted(faults.items()))
+    )
+    print_summary(result, console)
+    return report(invariants)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
