@@ -119,7 +119,7 @@ class OwnPostgres(_Instance):
         self._spawn(
             [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
              "-k", str(self.base_dir), "-c", "listen_addresses=127.0.0.1",
-             "-c", "max_connections=200"],
+             "-c", "max_connections=300"],
             **self._as_owner(),
         )  # fmt: skip
         wait_for_port(self.port, timeout, "PostgreSQL")
