@@ -1,0 +1,238 @@
+"""The benchmark: latency and throughput of the saga, and the ceiling of the bare transport.
+
+    ./saga bench [--saturation-orders 1500] [--seconds 15]
+
+On a stack of its own (own databases, vhost and ports; one process of each service and relay)
+it measures, and prints as a Markdown table:
+1. POST to CONFIRMED for one order at a time on an idle stack (client-observed, polling);
+2. completed sagas/s at saturation (closed loop, many orders in flight);
+3. latency p50/p95/p99 from POST to CONFIRMED at 25%, 50% and 75% of that, and at 50/s offered
+   (open loop, from the orders' own timestamps);
+4. the bare transport: an aio-pika publish-and-consume loop doing one database transaction per
+   message (as a consumer does), in messages/s; a saga costs four such deliveries.
+"""
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+from scripts.load import Load, Mix, Result
+from scripts.stack import SERVICES, Stack, StackConfig
+from scripts.stack.instances import free_port
+from shared.db import create_engine
+from shared.inbox import RECORD
+
+HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
+DELIVERIES_PER_SAGA = (
+    4  # OrderCreated, PaymentSucceeded (twice: order, inventory), InventoryReserved
+)
+
+
+async def idle_latency(urls: dict[str, str], orders: int) -> list[float]:
+    load = Load(urls, seed=1, mix=HAPPY)
+    await load.seed()
+    timings = []
+    try:
+        for index in range(orders + 5):  # five to warm up
+            started = time.perf_counter()
+            order_id = await load.place(load.order_body(), cancel=False)
+            while (await load.request("GET", f"{urls['order']}/orders/{order_id}")).json()[
+                "status"
+            ] not in ("CONFIRMED", "REJECTED", "CANCELLED"):
+                await asyncio.sleep(0.002)
+            if index >= 5:
+                timings.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.05)
+    finally:
+        await load.close()
+    return timings
+
+
+async def run_orders(
+    urls: dict[str, str], orders: int, concurrency: int, rate: float | None
+) -> Result:
+    """Place happy-path orders, wait until the stack has none in flight, read them back."""
+    load = Load(urls, seed=orders, mix=HAPPY)
+    try:
+        await load.seed()
+        in_flight = asyncio.Semaphore(concurrency)
+        started = time.monotonic()
+        ids: list[str] = []
+
+        async def one(index: int) -> None:
+            if rate:
+                await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+            async with in_flight:
+                ids.append(await load.place(load.order_body(), cancel=False))
+
+        await asyncio.gather(*(one(index) for index in range(orders)))
+        final = await _read_back(load, urls["order"], set(ids))
+        return Result.of(final, ids)
+    finally:
+        await load.close()
+
+
+async def _read_back(load: Load, order_url: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+    # This stack runs nothing else: no order PENDING or PAID means ours are all done. Cheaper
+    # than polling each order, which would load the very service being measured.
+    while True:
+        busy = [
+            (
+                await load.request("GET", f"{order_url}/orders", params={"status": s, "limit": 1})
+            ).json()["orders"]
+            for s in ("PENDING", "PAID")
+        ]
+        if not any(busy):
+            break
+        await asyncio.sleep(0.2)
+    final: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        page = (
+            await load.request(
+                "GET", f"{order_url}/orders", params={"limit": 1000, "offset": offset}
+            )
+        ).json()["orders"]
+        final |= {o["order_id"]: o for o in page if o["order_id"] in ids}
+        if len(page) < 1000:
+            return final
+        offset += 1000
+
+
+async def transport_ceiling(
+    amqp_url: str, database_url: str, messages: int, prefetch: int
+) -> float:
+    """Messages/s through a quorum queue, each consumed in its own database transaction."""
+    engine = create_engine(database_url, pool_size=prefetch)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(
+            f"bench.transport.{uuid.uuid4().hex[:6]}",
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+        )
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=prefetch)
+        done = asyncio.Event()
+        count = 0
+
+        async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal count
+            async with engine.begin() as conn:
+                await conn.execute(
+                    RECORD,
+                    {
+                        "message_id": uuid.UUID(message.message_id),
+                        "message_type": "Bench",
+                        "saga": message.message_id,
+                    },
+                )
+            await message.ack()
+            count += 1
+            if count == messages:
+                done.set()
+
+        await (await consuming.get_queue(queue.name)).consume(consume)
+        started = time.perf_counter()
+        for batch in range(0, messages, 100):
+            await asyncio.gather(*(
+                channel.default_exchange.publish(
+                    aio_pika.Message(b"{}", message_id=str(uuid.uuid4()), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=queue.name,
+                )
+                for _ in range(min(100, messages - batch))
+            ))  # fmt: skip
+        await asyncio.wait_for(done.wait(), 300)
+        rate = messages / (time.perf_counter() - started)
+        await queue.delete(if_unused=False, if_empty=False)
+        return rate
+    finally:
+        await connection.close()
+        await engine.dispose()
+
+
+def _row(label: str, result: Result) -> str:
+    return (
+        f"| {label} | {result.throughput:.1f} | {result.percentile(0.5):.0f} | "
+        f"{result.percentile(0.95):.0f} | {result.percentile(0.99):.0f} |"
+    )
+
+
+async def bench(stack: Stack, args: argparse.Namespace) -> None:
+    urls = {service: stack.config.base_url(service) for service in SERVICES}
+    idle = await idle_latency(urls, args.idle_orders)
+    print(f"idle, one order at a time: median {statistics.median(idle):.1f} ms, "
+          f"p95 {sorted(idle)[int(0.95 * len(idle))]:.1f} ms (client-observed, {len(idle)} orders)")  # fmt: skip
+
+    saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
+    ceiling = saturated.throughput
+    print(f"saturation: {ceiling:.1f} sagas/s ({args.saturation_orders} orders, 128 in flight)")
+    rows = [_row("saturation (closed loop, 128 in flight)", saturated)]
+    for share in (0.25, 0.5, 0.75):
+        rate = ceiling * share
+        result = await run_orders(
+            urls, max(20, int(rate * args.seconds)), concurrency=1000, rate=rate
+        )
+        rows.append(_row(f"{share:.0%} of saturation, {rate:.0f}/s offered", result))
+        print(rows[-1])
+    at_fifty = await run_orders(urls, int(50 * args.seconds), concurrency=1000, rate=50)
+    rows.append(_row("50/s offered", at_fifty))
+    print(rows[-1])
+
+    transport = await transport_ceiling(
+        stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
+    )
+    print(f"bare transport: {transport:.0f} messages/s")
+
+    print("\n| load | completed sagas/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(
+        f"\nidle single order, POST to CONFIRMED (client-observed): median "
+        f"{statistics.median(idle):.0f} ms\n"
+        f"bare transport (publish with confirms, consume, one transaction per message): "
+        f"{transport:.0f} msg/s = {transport / DELIVERIES_PER_SAGA:.0f} sagas/s at "
+        f"{DELIVERIES_PER_SAGA} deliveries per saga; the saga runs at "
+        f"{ceiling / (transport / DELIVERIES_PER_SAGA):.0%} of it"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--idle-orders", type=int, default=50)
+    parser.add_argument("--saturation-orders", type=int, default=1500)
+    parser.add_argument("--seconds", type=float, default=15, help="length of each open-loop run")
+    parser.add_argument("--transport-messages", type=int, default=5000)
+    args = parser.parse_args()
+    run = uuid.uuid4().hex[:8]
+    stack = Stack(
+        StackConfig(
+            database_prefix=f"sagabench_{run}",
+            vhost=f"saga-bench-{run}",
+            ports={service: free_port() for service in SERVICES},
+            var_dir=Path(tempfile.mkdtemp(prefix="saga-bench-")),
+        )
+    )
+    print(f"starting a stack of its own (logs in {stack.config.log_dir})")
+    stack.prepare()
+    try:
+        stack.start()
+        stack.wait_ready()
+        asyncio.run(bench(stack, args))
+    finally:
+        stack.stop(*list(stack.processes))
+        stack.drop_databases()
+        stack.delete_vhost()
+
+
+if __name__ == "__main__":
+    main()
