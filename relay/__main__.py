@@ -5,6 +5,8 @@ import asyncio
 import contextlib
 import signal
 
+import uvloop
+
 from relay.relay import Relay
 from relay.settings import RelaySettings
 from shared import log
@@ -19,7 +21,7 @@ def main() -> None:
     if not settings.database_url:
         settings.database_url = database_url(f"saga_{args.service}")
     log.setup(f"{args.service}-relay", settings.log_level, settings.log_json)
-    asyncio.run(_serve(Relay(settings)))
+    uvloop.run(_serve(Relay(settings)))  # the event loop uvicorn gives the services
 
 
 async def _serve(relay: Relay) -> None:

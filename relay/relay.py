@@ -12,9 +12,7 @@
 
 import asyncio
 import contextlib
-import json
 import logging
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -37,9 +35,19 @@ from shared.outbox import NOTIFY_CHANNEL, outbox
 
 logger = logging.getLogger("relay")
 
-# Oldest first; rows another relay holds are skipped, not waited for.
+# Oldest first; rows another relay holds are skipped, not waited for. The body comes back as
+# the JSON text it will be published as, and the properties the message needs are picked out
+# by PostgreSQL: the relay never parses and re-serializes what it merely forwards.
 CLAIM = (
-    sa.select(outbox.c.id, outbox.c.routing_key, outbox.c.body)
+    sa.select(
+        outbox.c.id,
+        outbox.c.routing_key,
+        sa.cast(outbox.c.body, sa.Text).label("body"),
+        outbox.c.body["message_id"].astext.label("message_id"),
+        outbox.c.body["correlation_id"].astext.label("order_id"),
+        outbox.c.body["type"].astext.label("type"),
+        outbox.c.created_at,
+    )
     .where(outbox.c.published_at.is_(None))
     .order_by(outbox.c.id)
     .limit(sa.bindparam("batch_size", type_=sa.Integer))
@@ -112,7 +120,7 @@ class Relay:
             if not rows:
                 return 0, 0
             results = await asyncio.gather(
-                *(self._publish(exchange, row.routing_key, row.body) for row in rows),
+                *(self._publish(exchange, row) for row in rows),
                 return_exceptions=True,
             )
             confirmed = [
@@ -121,9 +129,9 @@ class Relay:
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, BaseException):
                     RELAY_FAILED.inc()
-                    for_order(logger, row.body["correlation_id"]).error(
+                    for_order(logger, row.order_id).error(
                         "publish of %s failed, row %d stays pending: %r",
-                        row.body["type"],
+                        row.type,
                         row.id,
                         result,
                     )
@@ -134,25 +142,23 @@ class Relay:
         RELAY_PUBLISHED.inc(len(confirmed))
         return len(rows), len(rows) - len(confirmed)
 
-    async def _publish(
-        self, exchange: AbstractExchange, routing_key: str, body: dict[str, Any]
-    ) -> None:
+    async def _publish(self, exchange: AbstractExchange, row: sa.Row[Any]) -> None:
         message = Message(
-            json.dumps(body, separators=(",", ":")).encode(),
+            row.body.encode(),
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=body["message_id"],
-            correlation_id=body["correlation_id"],
-            type=body["type"],
-            timestamp=datetime.fromisoformat(body["occurred_at"]),
+            message_id=row.message_id,
+            correlation_id=row.order_id,
+            type=row.type,
+            timestamp=row.created_at,
         )
         await exchange.publish(
             message,
-            routing_key=routing_key,
+            routing_key=row.routing_key,
             mandatory=True,
             timeout=self._settings.publish_timeout_seconds,
         )
-        for_order(logger, body["correlation_id"]).info("published %s", body["type"])
+        for_order(logger, row.order_id).info("published %s", row.type)
 
     async def _listen(self) -> None:
         """Set the wake event on every NOTIFY; reconnect when the database goes away."""
