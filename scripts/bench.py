@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import httpx
 
 from scripts.load import Load, Mix, Result
 from scripts.stack import SERVICES, Stack, StackConfig

@@ -57,6 +57,8 @@ def main() -> int:
     elif args.command == "start":
         stack.start(*args.names)
         stack.wait_ready(*args.names)
+        for name in args.names:
+            print(f"started {name}, pid {stack.pid_of(name)}")
     elif args.command == "kill":
         for name in args.names:
             stack.kill(name)
@@ -80,7 +82,7 @@ def _up(stack: Stack, detach: bool) -> int:
     stack.start()
     if detach:
         stack.wait_ready()
-        print("stack is up: order :8001, payment :8002, inventory :8003; logs in var/log/")
+        print(f"stack is up: {_addresses(stack)}; logs in {stack.config.log_dir}")
         return 0
     stop = threading.Event()
     follower = threading.Thread(
@@ -106,6 +108,10 @@ def _up(stack: Stack, detach: bool) -> int:
     stack.stop()
     follower.join(timeout=1)
     return 0
+
+
+def _addresses(stack: Stack) -> str:
+    return ", ".join(f"{name} :{port}" for name, port in stack.config.ports.items())
 
 
 def _follow_until_signal(paths: dict, from_start: bool) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order", "payment", "inventory")
 RELAYS = tuple(f"{service}-relay" for service in SERVICES)
 PROCESSES = SERVICES + RELAYS
@@ -46,6 +46,28 @@ class StackConfig:
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # How to reach rabbitmqctl for the vhost (a test's own broker node needs `-n NODE`).
     rabbitmqctl: list[str] = field(default_factory=lambda: ["rabbitmqctl"])
+
+    @classmethod
+    def from_env(cls) -> "StackConfig":
+        """The defaults, or another stack named by SAGA_* variables (see `to_env`): how the
+        command line, and the README walkthrough the tests replay, reach a test's stack."""
+        env = os.environ
+        config = cls()
+        config.database_prefix = env.get("SAGA_DATABASE_PREFIX", config.database_prefix)
+        config.vhost = env.get("SAGA_VHOST", config.vhost)
+        config.var_dir = Path(env.get("SAGA_VAR_DIR", config.var_dir))
+        for service in SERVICES:
+            if port := env.get(f"SAGA_{service.upper()}_PORT"):
+                config.ports[service] = int(port)
+        return config
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            "SAGA_DATABASE_PREFIX": self.database_prefix,
+            "SAGA_VHOST": self.vhost,
+            "SAGA_VAR_DIR": str(self.var_dir),
+            **{f"SAGA_{service.upper()}_PORT": str(self.ports[service]) for service in SERVICES},
+        }
 
     def database(self, service: str) -> str:
         return f"{self.database_prefix}_{service}"
@@ -80,7 +102,7 @@ class StackConfig:
 
 class Stack:
     def __init__(self, config: StackConfig | None = None) -> None:
-        self.config = config or StackConfig()
+        self.config = config or StackConfig.from_env()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
 
@@ -228,11 +250,10 @@ class Stack:
             return RELAY_READY_LINE in log.read()
 
     def pid_of(self, name: str) -> int | None:
-        if name in self.processes:
-            return self.processes[name].pid
+        """The pid file is the truth: another `python -m scripts.stack` may have restarted it."""
         with contextlib.suppress(FileNotFoundError, ValueError):
             return int(self.pid_path(name).read_text())
-        return None
+        return self.processes[name].pid if name in self.processes else None
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send a signal to one process by its pid; SIGKILL waits until it is gone."""
@@ -256,6 +277,8 @@ class Stack:
 
     def _reap(self, name: str, pid: int, timeout: float) -> bool:
         process = self.processes.get(name)
+        if process is not None and process.pid != pid:
+            process = None  # restarted by another command: not our child
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process is not None:

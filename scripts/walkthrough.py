@@ -1,0 +1,199 @@
+"""Helpers for the README walkthrough: seed, place an order and show the saga, redeliver.
+
+    ./saga walkthrough seed                          alice (100.00), bob (5.00); shirt (50), mug (1)
+    ./saga walkthrough order alice shirt:2:1500      place it, wait for the end, show every service's view
+    ./saga walkthrough order alice shirt:1:500 --no-wait
+    ./saga walkthrough wait latest                   wait for an order (an id, or the newest) to end
+    ./saga walkthrough redeliver latest --times 10   publish its OrderCreated again, same message_id
+
+Lines are SKU:QUANTITY:UNIT_PRICE_CENTS. The stack is the one `./saga up` runs (or the one the
+SAGA_* variables name, see scripts/stack/core.py).
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+import aio_pika
+import httpx
+
+from scripts.stack.core import StackConfig
+from shared.topology import AUDIT_STREAM, EVENTS_EXCHANGE
+
+TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+
+
+class Walkthrough:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.http = {
+            service: httpx.Client(base_url=config.base_url(service), timeout=10)
+            for service in ("order", "payment", "inventory")
+        }
+
+    def seed(self) -> None:
+        for customer, cents in (("alice", 10_000), ("bob", 500)):
+            balance = self._ok(
+                self.http["payment"].post(
+                    f"/accounts/{customer}/deposits", json={"amount_cents": cents}
+                )
+            )["balance_cents"]
+            print(f"{customer}: balance {balance}")
+        for sku, units in (("shirt", 50), ("mug", 1)):
+            product = self._ok(
+                self.http["inventory"].post(f"/products/{sku}/restock", json={"quantity": units})
+            )
+            print(f"{sku}: {product['available']} available")
+
+    def order(self, customer: str, lines: list[str], wait: bool) -> None:
+        items = []
+        for line in lines:
+            sku, quantity, price = line.split(":")
+            items.append({"sku": sku, "quantity": int(quantity), "unit_price_cents": int(price)})
+        order = self._ok(
+            self.http["order"].post("/orders", json={"customer_id": customer, "items": items})
+        )
+        print(
+            f"placed order {order['order_id']}: {order['total_cents']} for {customer}, {order['status']}"
+        )
+        if wait:
+            self.wait(order["order_id"])
+
+    def resolve(self, order_id: str) -> str:
+        if order_id != "latest":
+            return order_id
+        newest = self._ok(self.http["order"].get("/orders", params={"limit": 1}))["orders"]
+        if not newest:
+            raise SystemExit("no orders yet")
+        return str(newest[0]["order_id"])
+
+    def wait(self, order_id: str, within_seconds: float = 60) -> None:
+        order_id = self.resolve(order_id)
+        deadline = time.monotonic() + within_seconds
+        while (order := self._ok(self.http["order"].get(f"/orders/{order_id}")))[
+            "status"
+        ] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"order {order_id} still {order['status']} after {within_seconds:.0f} s"
+                )
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the compensations that follow a terminal state land
+        self.show(order_id)
+
+    def show(self, order_id: str) -> None:
+        order = self._ok(self.http["order"].get(f"/orders/{order_id}"))
+        history = self._ok(self.http["order"].get(f"/orders/{order_id}/history"))["transitions"]
+        reason = f" ({order['reason']})" if order["reason"] else ""
+        print(f"order {order_id} {order['status']}{reason}")
+        print("  history:  " + " -> ".join(t["to_status"] for t in history))
+        # Each service answers for itself; one that is down (killed on purpose) says so.
+        try:
+            payments = self._ok(
+                self.http["payment"].get("/payments", params={"order_id": order_id})
+            )
+            charges = ", ".join(str(c["amount_cents"]) for c in payments["charges"]) or "none"
+            refunds = ", ".join(f"{r['amount_cents']} ({r['reason']})" for r in payments["refunds"])
+            print(f"  payment:  charged {charges}; refunded {refunds or 'none'}")
+        except httpx.TransportError:
+            print("  payment:  not answering")
+        try:
+            reservations = self._ok(
+                self.http["inventory"].get("/reservations", params={"order_id": order_id})
+            )["reservations"]
+            held = [
+                f"{r['status']} " + ", ".join(f"{i['quantity']} x {i['sku']}" for i in r["items"])
+                for r in reservations
+            ]
+            print("  stock:    " + ("; ".join(held) or "nothing reserved"))
+        except httpx.TransportError:
+            print("  stock:    inventory not answering")
+
+    async def redeliver(self, order_id: str, times: int) -> None:
+        """Find the order's OrderCreated in the audit stream and publish it again, as is."""
+        order_id = self.resolve(order_id)
+        logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+        connection = await aio_pika.connect(self.config.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=500)
+            stream = await channel.declare_queue(AUDIT_STREAM, passive=True)
+            found: aio_pika.abc.AbstractIncomingMessage | None = None
+            # Read to the end: leaving early would reject the prefetched rest, which a stream
+            # refuses by closing the connection.
+            async with stream.iterator(arguments={"x-stream-offset": "first"}) as messages:
+                while True:
+                    try:
+                        message = await asyncio.wait_for(messages.__anext__(), timeout=1)
+                    except TimeoutError:
+                        break
+                    await message.ack()
+                    if message.type == "OrderCreated" and message.correlation_id == order_id:
+                        found = found or message
+            if found is None:
+                raise SystemExit(f"no OrderCreated for {order_id} in {AUDIT_STREAM}")
+            publisher = await connection.channel(publisher_confirms=True)
+            exchange = await publisher.get_exchange(EVENTS_EXCHANGE)
+            for _ in range(times):
+                await exchange.publish(
+                    aio_pika.Message(
+                        found.body,
+                        message_id=found.message_id,
+                        correlation_id=found.correlation_id,
+                        type=found.type,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key="order.created",
+                )
+        print(f"published OrderCreated {found.message_id} of order {order_id} {times} more times")
+
+    @staticmethod
+    def _ok(response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise SystemExit(
+                f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+            )
+        return response.json()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="./saga walkthrough", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("seed")
+    order = commands.add_parser("order")
+    order.add_argument("customer")
+    order.add_argument("lines", nargs="+", metavar="SKU:QUANTITY:UNIT_PRICE_CENTS")
+    order.add_argument("--no-wait", action="store_true")
+    for name in ("wait", "show", "redeliver"):
+        command = commands.add_parser(name)
+        command.add_argument("order_id", help="an order id, or `latest`")
+        if name == "redeliver":
+            command.add_argument("--times", type=int, default=10)
+    args = parser.parse_args()
+    walkthrough = Walkthrough(StackConfig.from_env())
+    try:
+        if args.command == "seed":
+            walkthrough.seed()
+        elif args.command == "order":
+            if any(line.count(":") != 2 for line in args.lines):
+                parser.error("each line is SKU:QUANTITY:UNIT_PRICE_CENTS, e.g. shirt:2:1500")
+            walkthrough.order(args.customer, args.lines, wait=not args.no_wait)
+        elif args.command == "wait":
+            walkthrough.wait(args.order_id)
+        elif args.command == "show":
+            walkthrough.show(walkthrough.resolve(args.order_id))
+        else:
+            asyncio.run(walkthrough.redeliver(args.order_id, args.times))
+    except httpx.TransportError as exc:
+        print(f"cannot reach the stack ({exc}); is it up? ./saga up --detach", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
