@@ -10,9 +10,11 @@ status          which processes run, with their pids
 """
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from scripts.stack.core import PROCESSES, Stack
@@ -82,7 +84,7 @@ def _up(stack: Stack, detach: bool) -> int:
     stack.start()
     if detach:
         stack.wait_ready()
-        print(f"stack is up: {_addresses(stack)}; logs in {stack.config.log_dir}")
+        print(f"stack is up: {_addresses(stack)}; logs in {_relative(stack.config.log_dir)}")
         return 0
     stop = threading.Event()
     follower = threading.Thread(
@@ -108,6 +110,12 @@ def _up(stack: Stack, detach: bool) -> int:
     stack.stop()
     follower.join(timeout=1)
     return 0
+
+
+def _relative(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def _addresses(stack: Stack) -> str:
