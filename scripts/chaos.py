@@ -3,9 +3,10 @@
     python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
 
 It starts a stack of its own: its own PostgreSQL cluster and RabbitMQ node (so the broker it
-kills is its own and the machine's are never touched), its own databases and ports. While scripts/load.py places orders, it repeatedly picks a component (a
-service, a relay, the broker) and either SIGKILLs it and starts it again after a random pause,
-or freezes it (SIGSTOP, then SIGCONT), standing in for a partition. The first faults cover
+kills is its own and the machine's are never touched), its own databases and ports. While
+scripts/load.py places orders, it repeatedly picks a component (a service, a relay, the broker)
+and either SIGKILLs it and starts it again after a random pause, or freezes it (SIGSTOP, then
+SIGCONT), standing in for a partition. The first faults cover
 every kind of component; the rest are drawn from the seed. At the end it waits for the system to
 go quiet, runs scripts/check.py, and prints the faults, the sagas by outcome and the
 invariants; the exit status is 1 on any violation.
@@ -211,7 +212,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             "seed": args.seed,
             "faults": [vars(fault) for fault in chaos.faults],
             "load": result.as_dict(),
-            "invariants": [{"invariant": i.name, "checked": i.checked, "violations": i.violations} for i in invariants],
+            "invariants": [
+                {"invariant": i.name, "checked": i.checked, "violations": i.violations}
+                for i in invariants
+            ],
         }, indent=2))  # fmt: skip
         return 1 if any(i.violations for i in invariants) else 0
     console.print(

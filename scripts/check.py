@@ -189,7 +189,8 @@ def check(snapshot: Snapshot, allowed_dlq: int = 0) -> list[Invariant]:
             if len(charges) > 1 or len(refunds) > 1 or charged != refunded:
                 undone.fail(
                     order_id,
-                    f"{len(charges)} charge(s) of {charged}, {len(refunds)} refund(s) of {refunded}",
+                    f"{len(charges)} charge(s) of {charged}, "
+                    f"{len(refunds)} refund(s) of {refunded}",
                 )
             if held:
                 undone.fail(order_id, f"{len(held)} reservation(s) still RESERVED")
@@ -221,7 +222,8 @@ def check(snapshot: Snapshot, allowed_dlq: int = 0) -> list[Invariant]:
         ):
             stock.fail(
                 sku,
-                f"available {product['available']} (expected {expected_available}), reserved {product['reserved']} (RESERVED units {held_units[sku]})",
+                f"available {product['available']} (expected {expected_available}), "
+                f"reserved {product['reserved']} (RESERVED units {held_units[sku]})",
             )
 
     for kind, table in (("charge", snapshot.charges), ("reservation", snapshot.reservations)):
@@ -274,7 +276,8 @@ def report(invariants: list[Invariant], as_json: bool = False) -> int:
     for invariant in invariants:
         mark = "ok  " if not invariant.violations else "FAIL"
         print(
-            f"{mark} {invariant.name}: {invariant.checked} checked, {len(invariant.violations)} violation(s)"
+            f"{mark} {invariant.name}: {invariant.checked} checked, "
+            f"{len(invariant.violations)} violation(s)"
         )
         for violation in invariant.violations[:100]:
             print(f"       {violation}")

@@ -156,10 +156,11 @@ def _show(letters: list[Letter], ids: list[str]) -> int:
     for letter in letters:
         message = letter.message
         print(
-            f"message_id:  {letter.id}\ntype:        {message.type}\nrouting key: {message.routing_key}"
+            f"message_id:  {letter.id}\ntype:        {message.type}\n"
+            f"routing key: {message.routing_key}"
         )
         for key, value in sorted(message.headers.items()):
-            print(f"header {key}: {value}")
+            print(f"header {key}: {value!s}")
         try:
             print(json.dumps(json.loads(message.body), indent=2))
         except ValueError:

@@ -213,7 +213,8 @@ def _at(timestamp: str) -> float:
 
 def print_summary(result: Result, console: Console) -> None:
     table = Table(
-        title=f"{result.orders} sagas in {result.wall_seconds:.1f} s: {result.throughput:.1f} sagas/s"
+        title=f"{result.orders} sagas in {result.wall_seconds:.1f} s: "
+        f"{result.throughput:.1f} sagas/s"
     )
     table.add_column("outcome")
     table.add_column("count", justify="right")

@@ -1,7 +1,7 @@
 """Helpers for the README walkthrough: seed, place an order and show the saga, redeliver.
 
-    ./saga walkthrough seed                          alice (100.00), bob (5.00); shirt (50), mug (1)
-    ./saga walkthrough order alice shirt:2:1500      place it, wait for the end, show every service's view
+    ./saga walkthrough seed                        alice (100.00), bob (5.00); shirt (50), mug (1)
+    ./saga walkthrough order alice shirt:2:1500    place it, wait for the end, show the saga
     ./saga walkthrough order alice shirt:1:500 --no-wait
     ./saga walkthrough wait latest                   wait for an order (an id, or the newest) to end
     ./saga walkthrough redeliver latest --times 10   publish its OrderCreated again, same message_id
@@ -57,7 +57,8 @@ class Walkthrough:
             self.http["order"].post("/orders", json={"customer_id": customer, "items": items})
         )
         print(
-            f"placed order {order['order_id']}: {order['total_cents']} for {customer}, {order['status']}"
+            f"placed order {order['order_id']}: {order['total_cents']} for {customer}, "
+            f"{order['status']}"
         )
         if wait:
             self.wait(order["order_id"])
@@ -155,14 +156,18 @@ class Walkthrough:
     def _ok(response: httpx.Response) -> Any:
         if response.status_code >= 400:
             raise SystemExit(
-                f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+                f"{response.request.method} {response.request.url.path}: "
+                f"{response.status_code} {response.text}"
             )
         return response.json()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="./saga walkthrough", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="./saga walkthrough",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("seed")
     order = commands.add_parser("order")

@@ -23,6 +23,7 @@ def upgrade(service: str, database_url: str) -> None:
 def run_env() -> None:
     """The body of every service's migrations/env.py: online migrations, one transaction."""
     url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "upgrade() sets sqlalchemy.url"
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=True)

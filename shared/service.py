@@ -7,8 +7,8 @@ its name, settings, handler table, routes and background tasks.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,7 +28,7 @@ from shared.uow import UnitOfWork
 logger = logging.getLogger("service")
 
 # A background task of the service (the order reaper, say): runs until cancelled.
-BackgroundTask = Callable[[AsyncEngine], Awaitable[None]]
+BackgroundTask = Callable[[AsyncEngine], Coroutine[Any, Any, None]]
 
 
 class Runtime:

@@ -8,6 +8,8 @@ Declarations are idempotent, but their arguments must match exactly what the bro
 has, so they live here once.
 """
 
+from typing import Any
+
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
@@ -23,7 +25,7 @@ BINDINGS: dict[str, tuple[str, ...]] = {
     "inventory": ("payment.succeeded", "order.cancelled"),
 }
 
-AUDIT_ARGUMENTS = {
+AUDIT_ARGUMENTS: dict[str, Any] = {
     "x-queue-type": "stream",
     "x-max-age": "7D",
     "x-max-length-bytes": 2_000_000_000,
@@ -49,7 +51,7 @@ def retry_queue(service: str, delay_ms: int) -> str:
 DELIVERY_LIMIT = 20
 
 
-def work_queue_arguments(service: str) -> dict[str, object]:
+def work_queue_arguments(service: str) -> dict[str, Any]:
     return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service)) | {
         "x-delivery-limit": DELIVERY_LIMIT
     }
@@ -58,10 +60,10 @@ def work_queue_arguments(service: str) -> dict[str, object]:
 # Dead-letter queues are classic queues: a quorum queue would count every look at its messages
 # (the DLQ tool reads and returns them) towards a delivery limit, and RabbitMQ 4 drops a message
 # past its limit when, as here, there is nowhere further to dead-letter it.
-DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
 
 
-def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str, object]:
+def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str, Any]:
     # At-least-once dead-lettering (RabbitMQ 3.10+) needs reject-publish overflow: a message
     # leaves a quorum queue for its dead-letter target only once that target confirmed it.
     return {

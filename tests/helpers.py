@@ -23,7 +23,7 @@ T = TypeVar("T")
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 
 
-def wait_until(check: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+def wait_until(check: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
     """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -92,7 +92,7 @@ class SagaClient:
 
     def wait_for_status(self, order_id: str, status: str, timeout: float = 15.0) -> dict[str, Any]:
         order = wait_until(
-            lambda: (o := self.get_order(order_id))["status"] in TERMINAL | {status} and o,
+            lambda: o if (o := self.get_order(order_id))["status"] in TERMINAL | {status} else None,
             timeout,
             f"order {order_id} to reach {status}",
         )
@@ -144,7 +144,7 @@ class LogCursor:
 
     def wait_for(self, text: str, count: int = 1, timeout: float = 15.0) -> str:
         return wait_until(
-            lambda: (out := self.read()).count(text) >= count and out,
+            lambda: out if (out := self.read()).count(text) >= count else None,
             timeout,
             f"{count} x {text!r} in {self.path.name}",
         )

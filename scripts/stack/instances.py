@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -44,9 +45,7 @@ class _Instance:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _spawn(
-        self, command: list[str], env: dict[str, str] | None = None, **kwargs: object
-    ) -> None:
+    def _spawn(self, command: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> None:
         log = (self.base_dir / f"{self.name}.out").open("ab")
         self.process = subprocess.Popen(  # type: ignore[call-overload]
             command,
@@ -103,7 +102,7 @@ class OwnPostgres(_Instance):
         self.bin_dir = Path(_postgres_bin_dir())
         self._user = "postgres" if os.geteuid() == 0 else None
 
-    def _as_owner(self) -> dict[str, object]:
+    def _as_owner(self) -> dict[str, Any]:
         return {"user": self._user, "group": self._user} if self._user else {}
 
     def start(self, timeout: float = 60.0) -> None:

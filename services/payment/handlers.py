@@ -5,6 +5,7 @@ cancelled?" and "was it charged?" cannot race with the answer changing. The SQL 
 it is the heart of each step, and a constant statement costs SQLAlchemy nothing to re-key.
 """
 
+from typing import Literal
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -20,6 +21,8 @@ from shared.events import (
     PaymentSucceeded,
 )
 from shared.uow import UnitOfWork
+
+Declined = Literal["unknown_customer", "insufficient_funds"]
 
 # The balance guard: the debit happens only if the money is there, in one statement.
 DEBIT = sa.text(
@@ -69,7 +72,7 @@ async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
     balance = await conn.scalar(DEBIT, {"customer_id": customer, "amount": amount})
     if balance is None:
         known = await conn.scalar(BALANCE, {"customer_id": customer})
-        reason = "unknown_customer" if known is None else "insufficient_funds"
+        reason: Declined = "unknown_customer" if known is None else "insufficient_funds"
         uow.emit(PaymentFailed(order_id=order_id, reason=reason))
         return f"declined {amount} for {customer} ({reason}, balance {known or 0})"
     payment_id = uuid4()

@@ -79,7 +79,8 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
     with_cursor(
         stack, "payment",
         "INSERT INTO charges (payment_id, order_id, customer_id, amount_cents) "
-        "SELECT gen_random_uuid(), order_id, customer_id, amount_cents FROM charges WHERE order_id = %s",
+        "SELECT gen_random_uuid(), order_id, customer_id, amount_cents FROM charges "
+        "WHERE order_id = %s",
         double,
     )  # fmt: skip
     # A missing refund, an orphan reservation, a stuck order, an unpublished outbox row.

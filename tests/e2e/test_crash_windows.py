@@ -13,7 +13,8 @@ def pending_outbox(stack: Stack, service: str, order_id: str) -> list[str]:
     rows = sql(
         stack,
         service,
-        "SELECT body->>'type' FROM outbox WHERE published_at IS NULL AND body->>'correlation_id' = %s",
+        "SELECT body->>'type' FROM outbox "
+        "WHERE published_at IS NULL AND body->>'correlation_id' = %s",
         order_id,
     )
     return [row[0] for row in rows]

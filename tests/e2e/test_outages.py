@@ -132,7 +132,8 @@ def test_a_database_outage_delays_a_service_but_loses_nothing(
         assert saga.balance(customer) == 1_000_000 - 15 * 100
         assert "dead-lettered" not in payment_log.read()
         listing = subprocess.run(
-            [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url, "list", "payment"],
+            [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url,
+             "list", "payment"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert "empty" in listing.stdout

@@ -143,7 +143,8 @@ def test_the_dlq_tool_explains_itself(stack: Stack) -> None:
     refused = dlq(stack, "purge", "payment")
     assert refused.returncode == 1 and "--yes" in refused.stderr
     down = subprocess.run(
-        [sys.executable, "-m", "scripts.dlq", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/", "list", "payment"],
+        [sys.executable, "-m", "scripts.dlq", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/",
+         "list", "payment"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert down.returncode == 2 and "cannot reach RabbitMQ" in down.stderr

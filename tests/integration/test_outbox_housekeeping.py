@@ -79,8 +79,10 @@ async def test_pruning_deletes_only_old_published_rows_and_old_inbox_rows(
         url,
         """
         INSERT INTO outbox (message_id, routing_key, body, created_at, published_at) VALUES
-            (gen_random_uuid(), 'old.published', '{}', now() - interval '9 days', now() - interval '8 days'),
-            (gen_random_uuid(), 'new.published', '{}', now() - interval '1 hour', now() - interval '1 hour'),
+            (gen_random_uuid(), 'old.published', '{}', now() - interval '9 days',
+             now() - interval '8 days'),
+            (gen_random_uuid(), 'new.published', '{}', now() - interval '1 hour',
+             now() - interval '1 hour'),
             (gen_random_uuid(), 'old.pending', '{}', now() - interval '9 days', NULL)
         """,
     )
