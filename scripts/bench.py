@@ -25,7 +25,6 @@ import aio_pika
 
 from scripts.load import TERMINAL, Load, Mix, Result
 from scripts.stack import SERVICES, Stack, StackConfig
-from scripts.stack.instances import free_port
 from shared.db import create_engine
 from shared.inbox import RECORD
 
@@ -217,25 +216,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="length of each open-loop run")
     parser.add_argument("--transport-messages", type=int, default=5000)
     args = parser.parse_args()
-    run = uuid.uuid4().hex[:8]
-    stack = Stack(
-        StackConfig(
-            database_prefix=f"sagabench_{run}",
-            vhost=f"saga-bench-{run}",
-            ports={service: free_port() for service in SERVICES},
-            var_dir=Path(tempfile.mkdtemp(prefix="saga-bench-")),
-        )
-    )
-    print(f"starting a stack of its own (logs in {stack.config.log_dir})")
-    stack.prepare()
-    try:
-        stack.start()
-        stack.wait_ready()
+    config = StackConfig.isolated("sagabench", Path(tempfile.mkdtemp(prefix="saga-bench-")))
+    print(f"starting a stack of its own (logs in {config.log_dir})")
+    with Stack(config).running() as stack:
         asyncio.run(bench(stack, args))
-    finally:
-        stack.stop(*list(stack.processes))
-        stack.drop_databases()
-        stack.delete_vhost()
 
 
 if __name__ == "__main__":

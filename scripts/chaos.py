@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +56,8 @@ class Chaos:
     rabbit: OwnRabbitMQ
     rng: random.Random
     seconds: float
-    pause_range: tuple[float, float] = (0.3, 2.0)
-    gap_range: tuple[float, float] = (0.2, 1.0)
+    pause_range: tuple[float, float] = (0.2, 1.5)
+    gap_range: tuple[float, float] = (0.1, 0.5)
     faults: list[Fault] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -105,18 +104,11 @@ class Chaos:
 
 def build_stack(replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres) -> Stack:
     names = [*SERVICES, *RELAYS]
-    ports = {service: free_port() for service in SERVICES}
+    config = StackConfig.isolated("sagachaos", var_dir, amqp_port=rabbit.port, vhost="/",
+                                  pg_port=postgres.port)  # fmt: skip
     for copy in range(2, replicas + 1):
-        ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
-    stack = Stack(
-        StackConfig(
-            database_prefix=f"sagachaos_{uuid.uuid4().hex[:8]}",
-            amqp_port=rabbit.port,
-            pg_port=postgres.port,
-            ports=ports,
-            var_dir=var_dir,
-        )
-    )
+        config.ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
+    stack = Stack(config)
     stack.extra_names = [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]  # type: ignore[attr-defined]
     return stack
 

@@ -51,7 +51,7 @@ class Snapshot:
 
 
 def _query(config: StackConfig, service: str, sql: str) -> list[dict[str, Any]]:
-    url = config.database_url(service).replace("+psycopg", "")
+    url = config.admin_database_url(service).replace("+psycopg", "")
     with psycopg.connect(url, row_factory=dict_row) as conn:
         return conn.execute(sql).fetchall()  # type: ignore[arg-type]
 

@@ -53,7 +53,7 @@ class BrokerLink:
                 connection = await aio_pika.connect(
                     self._url, client_properties={"connection_name": self._name}, timeout=10
                 )
-            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+            except Exception as exc:  # a supervisor never dies: refused, unknown vhost, anything
                 logger.warning("%s; retrying in %.1f s", problem(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
@@ -68,7 +68,7 @@ class BrokerLink:
                 delay = FIRST_DELAY
                 await self._lost.wait()
                 logger.warning("lost the broker; reconnecting")
-            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+            except Exception as exc:  # e.g. PRECONDITION_FAILED: a queue declared differently
                 logger.warning("broker set-up failed (%s); retrying in %.1f s", problem(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
@@ -82,4 +82,9 @@ def problem(exc: BaseException) -> str:
     """Say why the broker could not be reached, so a wrong password does not read as an outage."""
     if isinstance(exc, aio_pika.exceptions.ProbableAuthenticationError):
         return f"the broker refused our credentials ({exc}); check AMQP_URL"
+    # A refusal comes as a Connection.Close frame inside the exception: its text says why
+    # ("NOT_ALLOWED - vhost saga-x not found").
+    for arg in exc.args:
+        if reply := getattr(arg, "reply_text", None):
+            return f"the broker refused the connection ({reply}); check AMQP_URL"
     return f"broker unreachable ({exc or type(exc).__name__})"

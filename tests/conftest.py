@@ -4,15 +4,13 @@ Unit tests need none of it; the `stack` fixture starts the processes on first us
 them, by pid, when the session ends.
 """
 
-import os
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from scripts.stack import SERVICES, Stack, StackConfig
+from scripts.stack import Stack, StackConfig
 from tests.helpers import SagaClient
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -29,23 +27,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig(
-        database_prefix=f"sagatest_{RUN_ID}",
-        vhost=f"saga-test-{RUN_ID}",
-        ports={service: free_port() for service in SERVICES},
-        var_dir=Path(os.environ.get("SAGA_TEST_VAR", tmp_path_factory.mktemp("stack"))),
-        env=TEST_ENV,
-    )
-    stack = Stack(config)
-    stack.prepare()
-    try:
-        stack.start()
-        stack.wait_ready(timeout=60)
+    config = StackConfig.isolated("sagatest", tmp_path_factory.mktemp("stack"), env=TEST_ENV)
+    with Stack(config).running() as stack:
         yield stack
-    finally:
-        stack.stop(*list(stack.processes))
-        stack.drop_databases()
-        stack.delete_vhost()
 
 
 @pytest.fixture(scope="session")

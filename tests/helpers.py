@@ -4,6 +4,7 @@ Each test makes its own random customers, skus and orders, so tests never depend
 tables or on each other. Waits poll with a deadline; nothing sleeps blindly.
 """
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -152,7 +153,7 @@ class LogCursor:
 
 def sql(stack: Stack, service: str, query: str, *params: object) -> list[tuple[Any, ...]]:
     """Read one service's database directly (what the APIs do not show, like the outbox)."""
-    url = stack.config.database_url(service).replace("+psycopg", "")
+    url = stack.config.admin_database_url(service).replace("+psycopg", "")
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
@@ -211,3 +212,27 @@ def restarted_with(stack: Stack, name: str, **env: str) -> Iterator[None]:
         stack.stop(name)
         stack.start(name)
         stack.wait_ready(name)
+
+
+async def post_orders(
+    stack: Stack, orders: list[tuple[str, list[tuple[str, int, int]]]]
+) -> list[str]:
+    """POST every (customer, [(sku, quantity, unit_price_cents)]) at once; return the order ids."""
+    async with httpx.AsyncClient(base_url=stack.config.base_url("order"), timeout=30) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/orders",
+                    json={
+                        "customer_id": customer,
+                        "items": [
+                            {"sku": sku, "quantity": quantity, "unit_price_cents": price}
+                            for sku, quantity, price in lines
+                        ],
+                    },
+                )
+                for customer, lines in orders
+            )
+        )
+    assert [response.status_code for response in responses] == [201] * len(orders)
+    return [response.json()["order_id"] for response in responses]

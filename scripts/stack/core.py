@@ -9,12 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import psycopg
+
+from scripts.stack.instances import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order", "payment", "inventory")
@@ -33,7 +38,7 @@ class StackConfig:
     pg_port: int = 5432
     # A service whose database lives elsewhere (a test's own PostgreSQL, to be killed).
     pg_ports: dict[str, int] = field(default_factory=dict)
-    pg_user: str = "postgres"
+    pg_user: str = "postgres"  # the administrator: creates the roles and databases
     amqp_host: str = "127.0.0.1"
     amqp_port: int = 5672
     amqp_user: str = "guest"
@@ -61,6 +66,19 @@ class StackConfig:
                 config.ports[service] = int(port)
         return config
 
+    @classmethod
+    def isolated(cls, name: str, var_dir: Path, **overrides: Any) -> "StackConfig":
+        """A stack of its own, for a test or a tool: databases `<name>_<run>_*`, vhost
+        `<name>-<run>`, free ports, so it never meets another run's messages."""
+        run = uuid.uuid4().hex[:8]
+        fields: dict[str, Any] = {
+            "database_prefix": f"{name}_{run}",
+            "vhost": f"{name}-{run}",
+            "ports": {service: free_port() for service in SERVICES},
+            "var_dir": var_dir,
+        }
+        return cls(**(fields | overrides))
+
     def to_env(self) -> dict[str, str]:
         return {
             "SAGA_DATABASE_PREFIX": self.database_prefix,
@@ -75,9 +93,21 @@ class StackConfig:
     def pg_port_of(self, service: str) -> int:
         return self.pg_ports.get(service, self.pg_port)
 
+    def role(self, service: str) -> str:
+        """Each service connects as a role of its own that owns its database and nothing else."""
+        return self.database(service)
+
     def database_url(self, service: str) -> str:
+        """What the service and its relay use: its own role, its own database."""
+        return self._url(self.role(service), service)
+
+    def admin_database_url(self, service: str) -> str:
+        """For tools that look across services (the checker, the tests): the administrator."""
+        return self._url(self.pg_user, service)
+
+    def _url(self, user: str, service: str) -> str:
         return (
-            f"postgresql+psycopg://{self.pg_user}@{self.pg_host}:{self.pg_port_of(service)}/"
+            f"postgresql+psycopg://{user}@{self.pg_host}:{self.pg_port_of(service)}/"
             f"{self.database(service)}"
         )
 
@@ -132,12 +162,18 @@ class Stack:
         )
 
     def create_databases(self) -> None:
+        """Per service: a login role, not a superuser, that owns its database; and no one else
+        (PUBLIC) may connect to that database. So a service cannot reach another's tables."""
         for service in SERVICES:
-            name = self.config.database(service)
+            name, role = self.config.database(service), self.config.role(service)
             with self._admin(service) as conn:
-                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-                if exists.fetchone() is None:
-                    conn.execute(f'CREATE DATABASE "{name}"')
+                role_exists = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+                if not conn.execute(role_exists, [role]).fetchone():
+                    conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+                database_exists = "SELECT 1 FROM pg_database WHERE datname = %s"
+                if not conn.execute(database_exists, [name]).fetchone():
+                    conn.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+                conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
 
     def drop_databases(self) -> None:
         for service in SERVICES:
@@ -145,6 +181,7 @@ class Stack:
                 conn.execute(
                     f'DROP DATABASE IF EXISTS "{self.config.database(service)}" WITH (FORCE)'
                 )
+                conn.execute(f'DROP ROLE IF EXISTS "{self.config.role(service)}"')
 
     def create_vhost(self) -> None:
         vhost = self.config.vhost
@@ -292,6 +329,26 @@ class Stack:
         self.processes.pop(name, None)
         self.pid_path(name).unlink(missing_ok=True)
         return True
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 60.0) -> Iterator["Stack"]:
+        """Prepare and start everything; on the way out, stop every process and drop the
+        databases and vhost it made, whatever happened in between."""
+        self.prepare()
+        try:
+            self.start()
+            self.wait_ready(timeout=timeout)
+            yield self
+        finally:
+            self.teardown()
+
+    def teardown(self) -> None:
+        """Stop every process this stack knows of (started here or by another command, going
+        by the pid files), then drop its databases and vhost."""
+        started_elsewhere = [p.stem for p in self.config.run_dir.glob("*.pid")]
+        self.stop(*{*self.processes, *started_elsewhere})
+        self.drop_databases()
+        self.delete_vhost()
 
     def wait_exit(self, name: str, timeout: float = 15.0) -> int:
         """Wait for a process to exit by itself (an injected crash); return its exit status."""

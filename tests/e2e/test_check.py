@@ -6,39 +6,21 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from scripts.check import check, snapshot
-from scripts.stack import SERVICES, Stack, StackConfig
-from scripts.stack.instances import free_port
+from scripts.stack import Stack, StackConfig
 from tests.conftest import TEST_ENV
 from tests.helpers import SagaClient, wait_until
 
 
 @pytest.fixture(scope="module")
 def quiet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    run = uuid.uuid4().hex[:8]
-    stack = Stack(
-        StackConfig(
-            database_prefix=f"sagacheck_{run}",
-            vhost=f"saga-check-{run}",
-            ports={service: free_port() for service in SERVICES},
-            var_dir=Path(tmp_path_factory.mktemp("check")),
-            env=TEST_ENV,
-        )
-    )
-    stack.prepare()
-    try:
-        stack.start()
-        stack.wait_ready(timeout=60)
+    config = StackConfig.isolated("sagacheck", tmp_path_factory.mktemp("check"), env=TEST_ENV)
+    with Stack(config).running() as stack:
         yield stack
-    finally:
-        stack.stop(*list(stack.processes))
-        stack.drop_databases()
-        stack.delete_vhost()
 
 
 def run_check(stack: Stack) -> subprocess.CompletedProcess[str]:
@@ -115,6 +97,6 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
 
 
 def with_cursor(stack: Stack, service: str, statement: str, *params: object) -> None:
-    url = stack.config.database_url(service).replace("+psycopg", "")
+    url = stack.config.admin_database_url(service).replace("+psycopg", "")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(statement, params)  # type: ignore[arg-type]

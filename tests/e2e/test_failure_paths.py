@@ -3,11 +3,17 @@ failure, customer cancels and timeouts, each end to end on the running stack."""
 
 import asyncio
 
-import httpx
-
 from scripts.stack import Stack
 from tests.conftest import free_port
-from tests.helpers import LogCursor, SagaClient, restarted_with, sql, stopped, wait_until
+from tests.helpers import (
+    LogCursor,
+    SagaClient,
+    post_orders,
+    restarted_with,
+    sql,
+    stopped,
+    wait_until,
+)
 
 
 def assert_refunded(saga: SagaClient, order_id: str, amount: int, reason: str) -> None:
@@ -224,22 +230,7 @@ def test_two_order_processes_reap_each_overdue_order_once(saga: SagaClient, stac
 async def test_contention_ten_units_for_a_hundred_buyers(saga: SagaClient) -> None:
     sku = saga.stocked_sku(10)
     customers = [saga.funded_customer(1_000) for _ in range(100)]
-    async with httpx.AsyncClient(
-        base_url=saga.stack.config.base_url("order"), timeout=30
-    ) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    "/orders",
-                    json={
-                        "customer_id": customer,
-                        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 250}],
-                    },
-                )
-                for customer in customers
-            )
-        )
-    order_ids = [response.json()["order_id"] for response in responses]
+    order_ids = await post_orders(saga.stack, [(c, [(sku, 1, 250)]) for c in customers])
 
     def outcomes() -> dict[str, int] | None:
         statuses = [saga.get_order(order_id)["status"] for order_id in order_ids]

@@ -4,11 +4,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-import httpx
-
 from shared.envelope import wrap
 from shared.events import Item, OrderCreated
-from tests.helpers import LogCursor, SagaClient, broker, publish, wait_until
+from tests.helpers import LogCursor, SagaClient, broker, post_orders, publish, wait_until
 
 
 def test_funded_customer_ordering_stocked_skus_is_confirmed(saga: SagaClient) -> None:
@@ -71,26 +69,7 @@ async def test_a_hundred_concurrent_orders_conserve_money_and_stock(saga: SagaCl
         for n in range(100)
     ]
 
-    async with httpx.AsyncClient(
-        base_url=saga.stack.config.base_url("order"), timeout=30
-    ) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    "/orders",
-                    json={
-                        "customer_id": customer,
-                        "items": [
-                            {"sku": sku, "quantity": qty, "unit_price_cents": price}
-                            for sku, qty, price in items
-                        ],
-                    },
-                )
-                for customer, items in lines
-            )
-        )
-    assert [response.status_code for response in responses] == [201] * 100
-    order_ids = [response.json()["order_id"] for response in responses]
+    order_ids = await post_orders(saga.stack, lines)
 
     def all_confirmed() -> bool:
         statuses = [saga.get_order(order_id)["status"] for order_id in order_ids]

@@ -8,49 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from scripts.stack import SERVICES, Stack, StackConfig
-from scripts.stack.instances import OwnPostgres, OwnRabbitMQ, free_port
+from scripts.stack import Stack, StackConfig
+from scripts.stack.instances import OwnPostgres, OwnRabbitMQ
 from tests.conftest import TEST_ENV
 from tests.helpers import LogCursor, SagaClient, wait_until
 
 
 def own_stack(var_dir: Path, **config: object) -> Stack:
-    run = uuid.uuid4().hex[:8]
-    return Stack(
-        StackConfig(
-            database_prefix=f"sagaoutage_{run}",
-            ports={service: free_port() for service in SERVICES},
-            var_dir=var_dir,
-            env=TEST_ENV,
-            **config,  # type: ignore[arg-type]
-        )
-    )
-
-
-@pytest.fixture
-def running(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Stops the stack and drops its databases whatever the test did (see `_started`)."""
-    yield
-    stack: Stack | None = getattr(request.node, "stack", None)
-    if stack is not None:
-        stack.stop(*list(stack.processes))
-        stack.drop_databases()
-        stack.delete_vhost()
-
-
-def _started(request: pytest.FixtureRequest, stack: Stack) -> SagaClient:
-    request.node.stack = stack
-    stack.prepare()
-    stack.start()
-    stack.wait_ready(timeout=60)
-    return SagaClient(stack)
+    return Stack(StackConfig.isolated("sagaoutage", var_dir, env=TEST_ENV, **config))
 
 
 def assert_every_order_confirmed_once(saga: SagaClient, orders: list[str], timeout: float) -> None:
@@ -65,80 +34,82 @@ def assert_every_order_confirmed_once(saga: SagaClient, orders: list[str], timeo
         assert [r["status"] for r in saga.reservations(order_id)] == ["RESERVED"]
 
 
-def test_a_broker_killed_and_restarted_under_load_loses_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest, running: None
-) -> None:
+def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path) -> None:
     rabbit = OwnRabbitMQ(tmp_path / "rabbitmq")
     rabbit.start()
     try:
-        stack = own_stack(tmp_path / "stack", amqp_port=rabbit.port)
-        saga = _started(request, stack)
-        customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
-        orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
-
-        rabbit.kill(signal.SIGKILL)
-        # The broker is gone, the API is not: orders keep coming in, their events wait in
-        # the outbox.
-        orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
-        assert all(saga.get_order(order_id)["status"] != "CONFIRMED" for order_id in orders[15:])
-        wait_until(
-            lambda: httpx.get(f"{stack.config.base_url('payment')}/readyz").status_code == 503,
-            what="payment to report the broker unreachable",
-        )
-        rabbit.start()
-        orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
-
-        # Every relay published its backlog and every consumer came back to consuming.
-        assert_every_order_confirmed_once(saga, orders, timeout=90)
-        assert saga.balance(customer) == 1_000_000 - 45 * 100
-        assert saga.product(sku) == {"sku": sku, "available": 1_000 - 45, "reserved": 45}
-        stack.wait_ready(timeout=30)
+        with (
+            own_stack(tmp_path / "stack", amqp_port=rabbit.port, vhost="/").running() as stack,
+            SagaClient(stack) as saga,
+        ):
+            _broker_restart_under_load(stack, saga, rabbit)
     finally:
         rabbit.stop()
 
 
-def test_a_database_outage_delays_a_service_but_loses_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest, running: None
-) -> None:
+def _broker_restart_under_load(stack: Stack, saga: SagaClient, rabbit: OwnRabbitMQ) -> None:
+    customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
+    orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
+
+    rabbit.kill(signal.SIGKILL)
+    # The broker is gone, the API is not: orders keep coming in, their events wait in
+    # the outbox.
+    orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
+    assert all(saga.get_order(order_id)["status"] != "CONFIRMED" for order_id in orders[15:])
+    wait_until(
+        lambda: httpx.get(f"{stack.config.base_url('payment')}/readyz").status_code == 503,
+        what="payment to report the broker unreachable",
+    )
+    rabbit.start()
+    orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
+
+    # Every relay published its backlog and every consumer came back to consuming.
+    assert_every_order_confirmed_once(saga, orders, timeout=90)
+    assert saga.balance(customer) == 1_000_000 - 45 * 100
+    assert saga.product(sku) == {"sku": sku, "available": 1_000 - 45, "reserved": 45}
+    stack.wait_ready(timeout=30)
+
+
+def test_a_database_outage_delays_a_service_but_loses_nothing(tmp_path: Path) -> None:
     postgres = OwnPostgres()
     postgres.start()
     try:
-        run = uuid.uuid4().hex[:8]
-        stack = own_stack(
-            tmp_path / "stack", pg_ports={"payment": postgres.port}, vhost=f"saga-outage-{run}"
-        )
-        saga = _started(request, stack)
-        customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
-        orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(5)]
-        assert_every_order_confirmed_once(saga, orders, timeout=30)
-
-        payment_log = LogCursor(stack, "payment")
-        postgres.kill(signal.SIGKILL)
-        outage_started = time.monotonic()
-        orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(10)]
-        wait_until(lambda: saga.payment.get("/readyz").status_code == 503, what="payment not ready")
-        assert saga.payment.get("/readyz").json()["database"].startswith("unreachable")
-        deposit = saga.payment.post(f"/accounts/{customer}/deposits", json={"amount_cents": 1})
-        assert deposit.status_code == 503
-        assert deposit.json() == {"detail": "database unavailable, try again"}
-        # The consumer keeps the messages waiting, attempt after attempt, none spent.
-        payment_log.wait_for("database unavailable, OrderCreated waits", count=10)
-        while time.monotonic() - outage_started < 5:
-            time.sleep(0.1)
-
-        postgres.start()
-        assert_every_order_confirmed_once(saga, orders, timeout=60)
-        wait_until(lambda: saga.payment.get("/readyz").status_code == 200, what="payment ready")
-        assert saga.balance(customer) == 1_000_000 - 15 * 100
-        assert "dead-lettered" not in payment_log.read()
-        listing = subprocess.run(
-            [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url,
-             "list", "payment"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert "empty" in listing.stdout
+        with (
+            own_stack(tmp_path / "stack", pg_ports={"payment": postgres.port}).running() as stack,
+            SagaClient(stack) as saga,
+        ):
+            _database_outage_under_load(stack, saga, postgres)
     finally:
-        stack.stop(*list(stack.processes))
-        stack.drop_databases()
-        request.node.stack = None
         postgres.remove()
+
+
+def _database_outage_under_load(stack: Stack, saga: SagaClient, postgres: OwnPostgres) -> None:
+    customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
+    orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(5)]
+    assert_every_order_confirmed_once(saga, orders, timeout=30)
+
+    payment_log = LogCursor(stack, "payment")
+    postgres.kill(signal.SIGKILL)
+    outage_started = time.monotonic()
+    orders += [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(10)]
+    wait_until(lambda: saga.payment.get("/readyz").status_code == 503, what="payment not ready")
+    assert saga.payment.get("/readyz").json()["database"].startswith("unreachable")
+    deposit = saga.payment.post(f"/accounts/{customer}/deposits", json={"amount_cents": 1})
+    assert deposit.status_code == 503
+    assert deposit.json() == {"detail": "database unavailable, try again"}
+    # The consumer keeps the messages waiting, attempt after attempt, none spent.
+    payment_log.wait_for("database unavailable, OrderCreated waits", count=10)
+    while time.monotonic() - outage_started < 5:
+        time.sleep(0.1)
+
+    postgres.start()
+    assert_every_order_confirmed_once(saga, orders, timeout=60)
+    wait_until(lambda: saga.payment.get("/readyz").status_code == 200, what="payment ready")
+    assert saga.balance(customer) == 1_000_000 - 15 * 100
+    assert "dead-lettered" not in payment_log.read()
+    listing = subprocess.run(
+        [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url,
+         "list", "payment"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "empty" in listing.stdout

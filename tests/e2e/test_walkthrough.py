@@ -6,13 +6,11 @@ appear in that process's log. Ids, ports, pids and paths are the only things all
 import os
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
-from scripts.stack import SERVICES, Stack, StackConfig
-from scripts.stack.instances import free_port
+from scripts.stack import Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 NORMALIZE = [
@@ -55,13 +53,7 @@ def commands(lines: list[str]) -> list[tuple[str, list[str]]]:
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     blocks = walkthrough()
     assert len(blocks) >= 10, "the walkthrough markers or blocks went missing"
-    run = uuid.uuid4().hex[:8]
-    config = StackConfig(
-        database_prefix=f"sagawalk_{run}",
-        vhost=f"saga-walk-{run}",
-        ports={service: free_port() for service in SERVICES},
-        var_dir=tmp_path / "var",
-    )
+    config = StackConfig.isolated("sagawalk", tmp_path / "var")
     env = {**os.environ, **config.to_env()}
     stack = Stack(config)
     try:
@@ -88,9 +80,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
                     ]
                     assert log.count(wanted) >= count, f"{process} never logged: {line}"
     finally:
-        stack.stop(*[name for name in (*SERVICES, *(f"{s}-relay" for s in SERVICES))])
-        stack.drop_databases()
-        stack.delete_vhost()
+        stack.teardown()  # whatever the README's commands left running
 
 
 @pytest.mark.parametrize("line", ["12:00:01.234 payment   | order 3f2a9c1e | charged 5000"])

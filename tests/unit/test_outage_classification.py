@@ -2,8 +2,11 @@
 
 import psycopg
 import pytest
+from aio_pika.exceptions import ProbableAuthenticationError
+from pamqp.exceptions import AMQPInternalError
 from sqlalchemy.exc import OperationalError
 
+from shared.broker import problem
 from shared.consumer import is_outage
 
 
@@ -33,3 +36,19 @@ def test_an_unreachable_database_is_an_outage(exc: BaseException) -> None:
 )
 def test_a_failing_handler_is_not_an_outage(exc: BaseException) -> None:
     assert not is_outage(exc)
+
+
+class _Close:
+    reply_text = "NOT_ALLOWED - vhost saga-x not found"
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (ProbableAuthenticationError("ACCESS_REFUSED"), "refused our credentials"),
+        (AMQPInternalError("one of ['Connection.OpenOk']", _Close()), "vhost saga-x not found"),
+        (ConnectionRefusedError(111, "Connection refused"), "broker unreachable"),
+    ],
+)
+def test_a_broker_problem_reads_as_what_it_is(exc: BaseException, said: str) -> None:
+    assert said in problem(exc)
