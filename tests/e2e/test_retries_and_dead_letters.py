@@ -9,11 +9,11 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 
 import aio_pika
 
 from scripts.stack import Stack
+from tests.bodies import order_created_body
 from tests.helpers import LogCursor, SagaClient, broker, restarted_with, sql, wait_until
 
 
@@ -27,34 +27,13 @@ def dlq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def valid_body(**changes: object) -> dict[str, object]:
-    order_id = str(uuid.uuid4())
-    body: dict[str, object] = {
-        "message_id": str(uuid.uuid4()),
-        "type": "OrderCreated",
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "correlation_id": order_id,
-        "causation_id": None,
-        "producer": "test",
-        "data": {
-            "order_id": order_id,
-            "customer_id": "c",
-            "items": [{"sku": "s", "quantity": 1, "unit_price_cents": 1}],
-            "total_cents": 1,
-            "deadline_at": datetime.now(UTC).isoformat(),
-        },
-    }
-    return body | changes
-
-
 POISON = {
     "not_json": b"\x00\x01 definitely not json",
     "no_message_id": json.dumps({"type": "OrderCreated"}).encode(),
-    "invalid_envelope": json.dumps(valid_body(occurred_at="last tuesday")).encode(),
-    "invalid_data": json.dumps(valid_body(data={"order_id": "nope"})).encode(),
-    "unknown_type": json.dumps(valid_body(type="OrderTeleported")).encode(),
-    "unknown_version": json.dumps(valid_body(version=9)).encode(),
+    "invalid_envelope": json.dumps(order_created_body(occurred_at="last tuesday")).encode(),
+    "invalid_data": json.dumps(order_created_body(data={"order_id": "nope"})).encode(),
+    "unknown_type": json.dumps(order_created_body(type="OrderTeleported")).encode(),
+    "unknown_version": json.dumps(order_created_body(version=9)).encode(),
 }
 
 

@@ -1,33 +1,11 @@
 import json
-from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
 from shared.envelope import PoisonMessage, decode, wrap
 from shared.events import EVENT_TYPES, OrderCreated, PaymentFailed
-
-
-def order_created_body(**changes: object) -> dict[str, object]:
-    order_id = str(uuid4())
-    body: dict[str, object] = {
-        "message_id": str(uuid4()),
-        "type": "OrderCreated",
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "correlation_id": order_id,
-        "causation_id": None,
-        "producer": "order",
-        "data": {
-            "order_id": order_id,
-            "customer_id": "c1",
-            "items": [{"sku": "s1", "quantity": 2, "unit_price_cents": 150}],
-            "total_cents": 300,
-            "deadline_at": datetime.now(UTC).isoformat(),
-        },
-    }
-    body.update(changes)
-    return body
+from tests.bodies import order_created_body
 
 
 def test_a_wrapped_event_decodes_to_the_same_event() -> None:
