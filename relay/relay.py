@@ -62,11 +62,17 @@ class Relay:
         self._engine: AsyncEngine = create_engine(settings.database_url, pool_size=2)
         self._wake = asyncio.Event()
         self._exchange: AbstractExchange | None = None
+        self._link = BrokerLink(settings.amqp_url, "relay", self._on_connect)
         self._serving_metrics = False
 
     async def _on_connect(self, link: BrokerLink, connection: AbstractConnection) -> None:
         channel = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
-        self._exchange = await topology.declare(channel, self._settings.retry_delays_ms)
+        delays = self._settings.retry_delays_ms
+        self._exchange = (
+            await topology.declare(channel, delays)
+            if self._settings.declare_topology == "all"
+            else await topology.declare_own(channel, delays, service=None)
+        )
         if self._settings.metrics_port and not self._serving_metrics:
             # Only now: a relay that answers /metrics has been able to publish, so the
             # endpoint doubles as its readiness check (docker-compose.yml).
@@ -75,7 +81,7 @@ class Relay:
         logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
 
     async def run(self) -> None:
-        link = BrokerLink(self._settings.amqp_url, "relay", self._on_connect)
+        link = self._link
         broker = asyncio.create_task(link.run(), name="broker")
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
@@ -126,6 +132,10 @@ class Relay:
             confirmed = [
                 row.id for row, result in zip(rows, results, strict=True) if result is None
             ]
+            if any(isinstance(result, TimeoutError) for result in results):
+                # A connection that takes no frames and confirms nothing for that long is not
+                # coming back by itself: drop it, the link reconnects.
+                self._link.reset("publishes timed out")
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, BaseException):
                     RELAY_FAILED.inc()
@@ -152,11 +162,11 @@ class Relay:
             type=row.type,
             timestamp=row.created_at,
         )
-        await exchange.publish(
-            message,
-            routing_key=row.routing_key,
-            mandatory=True,
-            timeout=self._settings.publish_timeout_seconds,
+        # The whole publish is bounded: aiormq's own timeout covers the confirm, not the wait
+        # for the socket to take the frame, which a blocked connection never does.
+        await asyncio.wait_for(
+            exchange.publish(message, routing_key=row.routing_key, mandatory=True),
+            self._settings.publish_timeout_seconds,
         )
         for_order(logger, row.order_id).info("published %s", row.type)
 

@@ -104,8 +104,10 @@ class Chaos:
 
 def build_stack(replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres) -> Stack:
     names = [*SERVICES, *RELAYS]
-    config = StackConfig.isolated("sagachaos", var_dir, amqp_port=rabbit.port, vhost="/",
-                                  pg_port=postgres.port)  # fmt: skip
+    config = StackConfig.isolated(
+        "sagachaos", var_dir, amqp_port=rabbit.port, vhost="/", pg_port=postgres.port,
+        rabbitmqctl=rabbit.rabbitmqctl,
+    )  # fmt: skip
     for copy in range(2, replicas + 1):
         config.ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
     stack = Stack(config)

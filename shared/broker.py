@@ -45,6 +45,12 @@ class BrokerLink:
     def _on_close(self, *_: object) -> None:
         self._lost.set()
 
+    def reset(self, why: str) -> None:
+        """Give up on the current connection (it is alive but useless) and make a new one."""
+        if self.connected.is_set():
+            logger.warning("%s; reconnecting", why)
+            self._lost.set()
+
     async def run(self) -> None:
         """Connect, set up, wait for a loss, repeat; until cancelled."""
         delay = FIRST_DELAY

@@ -72,6 +72,7 @@ class Consumer:
         prefetch: int,
         retry_delays_ms: list[int],
         faults: Faults,
+        declare_all: bool = True,
     ) -> None:
         self._service = service
         self._engine = engine
@@ -79,6 +80,7 @@ class Consumer:
         self._prefetch = prefetch
         self._retry_delays_ms = retry_delays_ms
         self._faults = faults
+        self._declare_all = declare_all
         self._publisher: AbstractChannel | None = None
 
     async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:
@@ -86,7 +88,10 @@ class Consumer:
         self._publisher = await link.channel(
             connection, publisher_confirms=True, on_return_raises=True
         )
-        await topology.declare(self._publisher, self._retry_delays_ms)
+        if self._declare_all:
+            await topology.declare(self._publisher, self._retry_delays_ms)
+        else:
+            await topology.declare_own(self._publisher, self._retry_delays_ms, self._service)
         channel = await link.channel(connection)
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await channel.declare_queue(
@@ -227,7 +232,10 @@ class Consumer:
                 if not exchange_name
                 else await self._publisher.get_exchange(exchange_name, ensure=False)
             )
-            await exchange.publish(copy, routing_key=routing_key, mandatory=True, timeout=10)
+            # Bounded as a whole (aiormq's timeout covers the confirm, not a blocked socket).
+            await asyncio.wait_for(
+                exchange.publish(copy, routing_key=routing_key, mandatory=True), 10
+            )
         except Exception:
             # The copy may not exist: leave the original to be redelivered, after a pause so
             # that a broker in trouble is not hammered.

@@ -45,6 +45,7 @@ class Runtime:
             prefetch=settings.consumer_prefetch,
             retry_delays_ms=settings.retry_delays_ms,
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
+            declare_all=settings.declare_topology == "all",
         )
 
         # The API serves (and the outbox fills) whether or not the broker is there.

@@ -4,6 +4,8 @@ The defaults run against a local PostgreSQL and RabbitMQ; docker-compose.yml and
 stack override them with the same variable names.
 """
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,10 @@ class CommonSettings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     log_level: str = "INFO"
     log_json: bool = False
+    # "all": declare the whole broker topology (a broker user allowed everything); "own":
+    # declare only this process's queues, the administrator having declared the rest
+    # (shared/topology.py).
+    declare_topology: Literal["all", "own"] = "all"
     # Transient failures are retried after these delays, then dead-lettered. Every process
     # declares the delay queues (shared/topology.py), so every process reads them.
     retry_delays_ms: list[int] = [1_000, 5_000, 30_000, 60_000, 120_000]

@@ -1,15 +1,21 @@
-"""The broker topology, declared in full by every process before it publishes or consumes.
+"""The broker topology, and who declares what.
 
-Every process declares every queue and binding, not only its own: a relay that starts before
-the payment service must still find `payment.events` bound, or the OrderCreated it publishes
-would reach only the audit stream and payment would never see it.
+The whole topology must exist before anything publishes: a relay that starts before the
+payment service must still find `payment.events` bound, or the OrderCreated it publishes would
+reach only the audit stream and payment would never see it. So either every process declares
+all of it (`declare`, DECLARE_TOPOLOGY=all, the default: one broker user that may do anything),
+or an administrator declares it once (`python -m shared.topology`) and each process, as a user
+allowed only its own queues, declares just those and checks the exchanges (`declare_own`,
+DECLARE_TOPOLOGY=own: docker-compose.yml and the no-Docker stack).
 
 Declarations are idempotent, but their arguments must match exactly what the broker already
 has, so they live here once.
 """
 
+import asyncio
 from typing import Any
 
+import aio_pika
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
@@ -31,6 +37,15 @@ AUDIT_ARGUMENTS: dict[str, Any] = {
     "x-max-length-bytes": 2_000_000_000,
     "x-stream-max-segment-size-bytes": 50_000_000,
 }
+
+
+def permissions(service: str) -> tuple[str, str, str]:
+    """A service's broker user (it and its relay): configure, write and read, as RabbitMQ
+    regular expressions. It may declare only its own queues, consume only them, publish to the
+    saga's exchanges and, for retries, to its delay queues through the default exchange."""
+    own = rf"{service}\.events(\..*)?"
+    exchanges = rf"{EVENTS_EXCHANGE}|{DEAD_LETTER_EXCHANGE}".replace(".", r"\.")
+    return f"^{own}$", f"^({own}|{exchanges}|amq\\.default)$", f"^({own}|{exchanges})$"
 
 
 def work_queue(service: str) -> str:
@@ -76,32 +91,65 @@ def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str
 
 
 async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> AbstractExchange:
-    """Declare the whole topology; return the events exchange."""
+    """Declare the whole topology (an administrator's job); return the events exchange."""
     events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
-
     audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
     await audit.bind(events, routing_key="#")
-
-    for service, keys in BINDINGS.items():
-        dlq_name = dead_letter_queue(service)
-        dlq = await channel.declare_queue(
-            dlq_name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS
-        )
-        await dlq.bind(dlx, routing_key=dlq_name)
-
-        queue = await channel.declare_queue(
-            work_queue(service), durable=True, arguments=work_queue_arguments(service)
-        )
-        for key in keys:
-            await queue.bind(events, routing_key=key)
-
-        # One delay queue per retry delay: a message waits out its TTL there, then is
-        # dead-lettered back to the work queue. Per-delay queues keep a 30 s wait from holding
-        # up a 1 s one (a queue only expires messages at its head).
-        for delay_ms in retry_delays_ms:
-            retry_args = _quorum("", work_queue(service)) | {"x-message-ttl": delay_ms}
-            await channel.declare_queue(
-                retry_queue(service, delay_ms), durable=True, arguments=retry_args
-            )
+    for service in BINDINGS:
+        await _declare_queues_of(channel, service, events, dlx, retry_delays_ms)
     return events
+
+
+async def declare_own(
+    channel: AbstractChannel, retry_delays_ms: list[int], service: str | None
+) -> AbstractExchange:
+    """What a least-privileged process may declare: its own queues and bindings (a relay:
+    none), with the exchanges only checked. The administrator's `declare` ran before it
+    (`python -m shared.topology`), so every route exists whatever starts first."""
+    events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)  # passive
+    if service is not None:
+        dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=True)
+        await _declare_queues_of(channel, service, events, dlx, retry_delays_ms)
+    return events
+
+
+async def _declare_queues_of(
+    channel: AbstractChannel,
+    service: str,
+    events: AbstractExchange,
+    dlx: AbstractExchange,
+    retry_delays_ms: list[int],
+) -> None:
+    dlq_name = dead_letter_queue(service)
+    dlq = await channel.declare_queue(dlq_name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+    await dlq.bind(dlx, routing_key=dlq_name)
+    queue = await channel.declare_queue(
+        work_queue(service), durable=True, arguments=work_queue_arguments(service)
+    )
+    for key in BINDINGS[service]:
+        await queue.bind(events, routing_key=key)
+    # One delay queue per retry delay: a message waits out its TTL there, then is dead-lettered
+    # back to the work queue. Per-delay queues keep a 30 s wait from holding up a 1 s one (a
+    # queue only expires messages at its head).
+    for delay_ms in retry_delays_ms:
+        retry_args = _quorum("", work_queue(service)) | {"x-message-ttl": delay_ms}
+        await channel.declare_queue(
+            retry_queue(service, delay_ms), durable=True, arguments=retry_args
+        )
+
+
+async def _declare_all(url: str, retry_delays_ms: list[int]) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        await declare(await connection.channel(), retry_delays_ms)
+
+
+if __name__ == "__main__":
+    # `python -m shared.topology`: the administrator's one-shot set-up (docker-compose.yml's
+    # `topology` job, the no-Docker stack's prepare), with AMQP_URL and RETRY_DELAYS_MS.
+    from shared.settings import CommonSettings
+
+    settings = CommonSettings()
+    asyncio.run(_declare_all(settings.amqp_url, settings.retry_delays_ms))
+    print(f"topology declared on {settings.amqp_url.rsplit('@', 1)[-1]}")

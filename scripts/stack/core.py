@@ -20,6 +20,7 @@ import httpx
 import psycopg
 
 from scripts.stack.instances import free_port
+from shared import topology
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order", "payment", "inventory")
@@ -113,9 +114,24 @@ class StackConfig:
 
     @property
     def amqp_url(self) -> str:
+        """The broker's administrator (guest on a local broker): for set-up and tools."""
+        return self._amqp_url(self.amqp_user, self.amqp_password)
+
+    def amqp_user_of(self, service: str) -> str:
+        return self.role(service)
+
+    def amqp_password_of(self, service: str) -> str:
+        # A local development stack: a fixed password, like docker-compose.yml's defaults.
+        return f"{self.amqp_user_of(service)}-dev-password"
+
+    def amqp_url_of(self, service: str) -> str:
+        """What a service and its relay use: their own broker user."""
+        return self._amqp_url(self.amqp_user_of(service), self.amqp_password_of(service))
+
+    def _amqp_url(self, user: str, password: str) -> str:
         return (
-            f"amqp://{self.amqp_user}:{self.amqp_password}@{self.amqp_host}:{self.amqp_port}/"
-            f"{quote(self.vhost, safe='')}"
+            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.amqp_host}:"
+            f"{self.amqp_port}/{quote(self.vhost, safe='')}"
         )
 
     def base_url(self, service: str) -> str:
@@ -139,9 +155,18 @@ class Stack:
     # -- set-up -------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create what is missing (databases, vhost) and migrate every database to head."""
+        """Create what is missing (databases and roles, vhost and broker users), declare the
+        broker topology as its administrator, and migrate every database to head."""
         self.create_databases()
         self.create_vhost()
+        self.create_broker_users()
+        subprocess.run(
+            [sys.executable, "-m", "shared.topology"],
+            env={**os.environ, "AMQP_URL": self.config.amqp_url, **self.config.env},
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         for service in SERVICES:
             subprocess.run(
                 [sys.executable, "-m", f"services.{service}", "migrate"],
@@ -190,17 +215,39 @@ class Stack:
         self._rabbitmqctl("add_vhost", vhost, check=False)
         self._rabbitmqctl("set_permissions", "-p", vhost, self.config.amqp_user, ".*", ".*", ".*")
 
+    def create_broker_users(self) -> None:
+        """Per service: a broker user allowed only its own queues, and to publish to the saga's
+        exchanges (shared/topology.py, `permissions`), as in docker-compose.yml."""
+        for service in SERVICES:
+            user, password = (
+                self.config.amqp_user_of(service),
+                self.config.amqp_password_of(service),
+            )
+            if not self._rabbitmqctl("add_user", user, password, check=False):
+                self._rabbitmqctl("change_password", user, password)
+            configure, write, read = topology.permissions(service)
+            self._rabbitmqctl(
+                "set_permissions", "-p", self.config.vhost, user, configure, write, read
+            )
+
+    def delete_broker_users(self) -> None:
+        for service in SERVICES:
+            self._rabbitmqctl("delete_user", self.config.amqp_user_of(service), check=False)
+
     def delete_vhost(self) -> None:
         if self.config.vhost != "/":
             self._rabbitmqctl("delete_vhost", self.config.vhost, check=False)
 
-    def _rabbitmqctl(self, *args: str, check: bool = True) -> None:
-        subprocess.run(
-            [*self.config.rabbitmqctl, *args],
+    def _rabbitmqctl(self, *args: str, check: bool = True) -> bool:
+        # rabbitmqctl needs the broker's Erlang cookie: root's, or the rabbitmq user's.
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        done = subprocess.run(
+            [*sudo, *self.config.rabbitmqctl, *args],
             check=check,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        return done.returncode == 0
 
     # -- processes ----------------------------------------------------------------------
 
@@ -212,7 +259,10 @@ class Stack:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": c.database_url(service),
-            "AMQP_URL": c.amqp_url,
+            "AMQP_URL": c.amqp_url_of(service),
+            # The administrator declared the topology in `prepare`; each process, as its own
+            # broker user, declares only its own queues.
+            "DECLARE_TOPOLOGY": "own",
             **c.env,
             **c.process_env.get(kind, {}),
             **overrides,
@@ -348,6 +398,7 @@ class Stack:
         started_elsewhere = [p.stem for p in self.config.run_dir.glob("*.pid")]
         self.stop(*{*self.processes, *started_elsewhere})
         self.drop_databases()
+        self.delete_broker_users()
         self.delete_vhost()
 
     def wait_exit(self, name: str, timeout: float = 15.0) -> int:

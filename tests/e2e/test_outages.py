@@ -39,7 +39,9 @@ def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path) 
     rabbit.start()
     try:
         with (
-            own_stack(tmp_path / "stack", amqp_port=rabbit.port, vhost="/").running() as stack,
+            own_stack(
+                tmp_path / "stack", amqp_port=rabbit.port, vhost="/", rabbitmqctl=rabbit.rabbitmqctl
+            ).running() as stack,
             SagaClient(stack) as saga,
         ):
             _broker_restart_under_load(stack, saga, rabbit)

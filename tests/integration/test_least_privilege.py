@@ -1,8 +1,14 @@
 """Each service reaches PostgreSQL as a role of its own that owns its database and can connect
-to no other service's database (the no-Docker stack; docker-compose.yml is checked statically)."""
+to no other service's database, and RabbitMQ as a user that may touch only its own queues (the
+no-Docker stack; docker-compose.yml is checked statically)."""
 
+from collections.abc import Awaitable, Callable
+
+import aio_pika
 import psycopg
 import pytest
+from aio_pika.abc import AbstractChannel
+from aiormq.exceptions import ChannelAccessRefused
 
 from scripts.stack import SERVICES, Stack
 
@@ -56,3 +62,38 @@ def test_the_running_processes_use_their_own_roles(stack: Stack) -> None:
             ).fetchall()
         )
     assert users == {stack.config.database(s): [stack.config.role(s)] for s in SERVICES}
+
+
+async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    return None
+
+
+async def test_a_service_broker_user_reaches_only_its_own_queues(stack: Stack) -> None:
+    connection = await aio_pika.connect(stack.config.amqp_url_of("payment"))
+    async with connection:
+
+        async def refused(attempt: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
+            channel = await connection.channel()
+            try:
+                await attempt(channel)
+            except ChannelAccessRefused:
+                return True
+            await channel.close()
+            return False
+
+        def consume(queue_name: str) -> Callable[[AbstractChannel], Awaitable[object]]:
+            async def attempt(channel: AbstractChannel) -> object:
+                queue = await channel.get_queue(queue_name, ensure=False)
+                return await queue.consume(ignore)
+
+            return attempt
+
+        assert not await refused(consume("payment.events.dlq"))
+        assert await refused(consume("order.events"))
+        assert await refused(consume("inventory.events.dlq"))
+        assert await refused(
+            lambda channel: channel.declare_queue("order.events", durable=True, arguments={})
+        )
+        assert await refused(
+            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True)
+        )

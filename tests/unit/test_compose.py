@@ -25,6 +25,8 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from relay.settings import RelaySettings
+from shared.settings import CommonSettings
+from shared.topology import permissions
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order", "payment", "inventory")
@@ -51,10 +53,12 @@ DEFINITIONS = json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text()
 
 
 def _process(container: str) -> tuple[str, str, str]:
-    """(kind, service, module) of a Python container, from its command: kind is api, migration
-    or relay."""
+    """(kind, service, module) of a Python container, from its command: kind is api, migration,
+    relay or topology (the administrator's one-shot declaration of the broker topology)."""
     python, flag, module, *args = CONTAINERS[container]["command"]
     assert (python, flag) == ("python", "-m"), f"{container}: not `python -m <module>`"
+    if module == "shared.topology":
+        return "topology", "", module
     if module == "relay":
         return "relay", args[0] if args else "", module
     kind = "migration" if args == ["migrate"] else "api"
@@ -62,6 +66,7 @@ def _process(container: str) -> tuple[str, str, str]:
 
 
 PYTHON = {name: _process(name) for name, spec in CONTAINERS.items() if "build" in spec}
+ONE_SHOT = {name for name, (kind, _, _) in PYTHON.items() if kind in ("migration", "topology")}
 
 
 def _containers(kind: str) -> dict[str, str]:
@@ -80,6 +85,8 @@ def _settings_class(container: str) -> type[BaseSettings]:
     kind, service, _ = PYTHON[container]
     if kind == "relay":
         return RelaySettings
+    if kind == "topology":
+        return CommonSettings
     settings: type[BaseSettings] = getattr(
         importlib.import_module(f"services.{service}.settings"), f"{service.title()}Settings"
     )
@@ -109,9 +116,11 @@ def test_the_stack_has_the_broker_three_databases_and_the_processes_of_each_serv
         BROKER,
         *(f"postgres-{s}" for s in SERVICES),
         *(f"migrate-{s}" for s in SERVICES),
+        "topology",
         *SERVICES,
         *(f"{s}-relay" for s in SERVICES),
     }
+    assert _containers("topology") == {"topology": ""}
     # Each Python container runs what its name says.
     assert _containers("api") == {s: s for s in SERVICES}
     assert _containers("relay") == {f"{s}-relay": s for s in SERVICES}
@@ -120,8 +129,8 @@ def test_the_stack_has_the_broker_three_databases_and_the_processes_of_each_serv
 
 def test_every_long_running_container_has_a_healthcheck() -> None:
     for name, spec in CONTAINERS.items():
-        if name in _containers("migration"):
-            continue  # one-shot: it exits instead of becoming healthy (next test)
+        if name in ONE_SHOT:
+            continue  # it exits instead of becoming healthy (next test)
         healthcheck = spec.get("healthcheck") or {}
         assert healthcheck.get("test") and not healthcheck.get("disable"), name
         assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
@@ -129,7 +138,7 @@ def test_every_long_running_container_has_a_healthcheck() -> None:
 
 def test_long_running_containers_come_back_and_migrations_run_once() -> None:
     for name, spec in CONTAINERS.items():
-        if name in _containers("migration"):
+        if name in ONE_SHOT:
             assert spec.get("restart") == "no", name
             assert "healthcheck" not in spec, name
         else:
@@ -174,8 +183,10 @@ def test_every_command_runs_an_existing_module_with_arguments_its_parser_accepts
         raise Parsed
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
-    for name, (_, _, module) in PYTHON.items():
+    for name, (kind, _, module) in PYTHON.items():
         assert importlib.util.find_spec(module) is not None, name
+        if kind == "topology":
+            continue  # a module with a __main__ block and no arguments: nothing to parse
         assert importlib.util.find_spec(f"{module}.__main__") is not None, name
         monkeypatch.setattr(sys, "argv", [module, *CONTAINERS[name]["command"][3:]])
         try:
@@ -201,6 +212,7 @@ def test_every_setting_the_container_needs_is_set_and_valid() -> None:
         "api": {"DATABASE_URL", "AMQP_URL", "HTTP_HOST", "HTTP_PORT"},
         "relay": {"DATABASE_URL", "AMQP_URL", "METRICS_PORT"},
         "migration": {"DATABASE_URL"},
+        "topology": {"AMQP_URL"},
     }
     for name, (kind, _, _) in PYTHON.items():
         settings_class, env = _settings_class(name), _env(name)
@@ -216,7 +228,10 @@ def test_every_setting_the_container_needs_is_set_and_valid() -> None:
 
 
 def test_each_process_uses_its_own_database_as_its_own_role() -> None:
-    for name, (_, service, _) in PYTHON.items():
+    for name, (kind, service, _) in PYTHON.items():
+        if kind == "topology":
+            assert "DATABASE_URL" not in _env(name), f"{name} has no business in a database"
+            continue
         url = make_url(_env(name)["DATABASE_URL"])
         database = _env(f"postgres-{service}")
         assert url.drivername == "postgresql+psycopg", name
@@ -262,6 +277,9 @@ def test_each_process_uses_its_own_broker_user_with_the_password_the_broker_has(
             assert "AMQP_URL" not in _env(name), f"{name} has no business on the broker"
             continue
         url = urlsplit(_env(name)["AMQP_URL"])
+        if kind == "topology":
+            assert url.username == _env(BROKER)["RABBITMQ_DEFAULT_USER"], "only the admin may"
+            continue
         vhost = "/" if url.path in ("", "/") else unquote(url.path[1:])
         assert (url.scheme, url.hostname, url.port, vhost) == ("amqp", BROKER, 5672, "/"), name
         assert url.username == service, name
@@ -287,8 +305,9 @@ def test_the_broker_imports_the_definitions_file_read_only() -> None:
 def test_depends_on_waits_for_healthy_infrastructure_and_finished_migrations() -> None:
     expected = {
         **{name: {f"postgres-{s}"} for name, s in _containers("migration").items()},
-        **{name: {f"migrate-{s}", BROKER} for name, s in _containers("api").items()},
-        **{name: {f"migrate-{s}", BROKER} for name, s in _containers("relay").items()},
+        "topology": {BROKER},
+        **{name: {f"migrate-{s}", "topology", BROKER} for name, s in _containers("api").items()},
+        **{name: {f"migrate-{s}", "topology", BROKER} for name, s in _containers("relay").items()},
     }
     for name, spec in CONTAINERS.items():
         depends_on = spec.get("depends_on") or {}
@@ -320,3 +339,14 @@ def test_the_image_runs_as_a_user_and_installs_dependencies_before_the_source() 
     envs = " ".join(args for instruction, args in instructions if instruction in ("ENV", "ARG"))
     assert "PYTHONUNBUFFERED=1" in envs
     assert not re.search(r"PASSWORD|SECRET|TOKEN|amqp://|postgresql", envs, re.IGNORECASE)
+
+
+def test_each_broker_user_may_touch_only_its_own_queues() -> None:
+    granted = {
+        p["user"]: (p["configure"], p["write"], p["read"]) for p in DEFINITIONS["permissions"]
+    }
+    assert granted == {service: permissions(service) for service in SERVICES}
+    for name, (kind, _, _) in PYTHON.items():
+        if kind in ("api", "relay"):
+            # With narrowed permissions, declaring the whole topology would be refused.
+            assert _env(name)["DECLARE_TOPOLOGY"] == "own", name
