@@ -102,7 +102,10 @@ class Chaos:
             self.stack.kill(target, signal.SIGCONT)
 
 
-def build_stack(replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres) -> Stack:
+def build_stack(
+    replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres
+) -> tuple[Stack, list[str]]:
+    """The chaos stack, and the names of the second copies to start beside the first."""
     names = [*SERVICES, *RELAYS]
     config = StackConfig.isolated(
         "sagachaos", var_dir, amqp_port=rabbit.port, vhost="/", pg_port=postgres.port,
@@ -111,8 +114,7 @@ def build_stack(replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: Own
     for copy in range(2, replicas + 1):
         config.ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
     stack = Stack(config)
-    stack.extra_names = [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]  # type: ignore[attr-defined]
-    return stack
+    return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]
 
 
 def wait_quiet(stack: Stack, within_seconds: float) -> list[Invariant]:
@@ -156,13 +158,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
     rabbit.start()
     postgres.start()
-    stack = build_stack(args.replicas, var_dir / "stack", rabbit, postgres)
+    stack, extra_names = build_stack(args.replicas, var_dir / "stack", rabbit, postgres)
     chaos = Chaos(stack, rabbit, random.Random(args.seed), args.seconds)
     try:
         stack.prepare()
         stack.start()
-        if stack.extra_names:  # type: ignore[attr-defined]
-            stack.start(*stack.extra_names)  # type: ignore[attr-defined]
+        if extra_names:
+            stack.start(*extra_names)
         stack.wait_ready(timeout=60)
         urls = {service: stack.config.base_url(service) for service in SERVICES}
         load = Load(urls, args.seed, Mix(scarce_units=20))
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 stack.kill(name, signal.SIGCONT)
         if rabbit.pid is None:
             rabbit.start()
-        for name in [*SERVICES, *RELAYS, *stack.extra_names]:  # type: ignore[attr-defined]
+        for name in [*SERVICES, *RELAYS, *extra_names]:
             if not stack.is_running(name):
                 stack.start(name)
         stack.wait_ready(timeout=60)

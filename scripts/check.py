@@ -20,8 +20,9 @@ import aio_pika
 import psycopg
 from psycopg.rows import dict_row
 
+from scripts.audit import read_audit
 from scripts.stack.core import SERVICES, StackConfig
-from shared.topology import AUDIT_STREAM, dead_letter_queue, work_queue
+from shared.topology import dead_letter_queue, work_queue
 
 
 @dataclass
@@ -124,7 +125,6 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
 async def read_broker(amqp_url: str) -> tuple[dict[str, int], set[str]]:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     depths: dict[str, int] = {}
-    audit: set[str] = set()
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
@@ -132,18 +132,7 @@ async def read_broker(amqp_url: str) -> tuple[dict[str, int], set[str]]:
             for name in (work_queue(service), dead_letter_queue(service)):
                 queue = await channel.declare_queue(name, passive=True)
                 depths[name] = queue.declaration_result.message_count or 0
-        # The audit stream, read from its first offset until it has nothing more to give.
-        await channel.set_qos(prefetch_count=1000)
-        stream = await channel.declare_queue(AUDIT_STREAM, passive=True)
-        async with stream.iterator(arguments={"x-stream-offset": "first"}) as messages:
-            while True:
-                try:
-                    message = await asyncio.wait_for(messages.__anext__(), timeout=1.0)
-                except (TimeoutError, StopAsyncIteration):
-                    break
-                if message.message_id:
-                    audit.add(message.message_id)
-                await message.ack()
+        audit = {m.message_id for m in await read_audit(connection) if m.message_id}
     return depths, audit
 
 

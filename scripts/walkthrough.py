@@ -20,6 +20,7 @@ from typing import Any
 import aio_pika
 import httpx
 
+from scripts.audit import read_audit
 from scripts.stack.core import StackConfig
 from shared.topology import AUDIT_STREAM, EVENTS_EXCHANGE
 
@@ -119,21 +120,14 @@ class Walkthrough:
         logging.getLogger("aiormq").setLevel(logging.CRITICAL)
         connection = await aio_pika.connect(self.config.amqp_url)
         async with connection:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=500)
-            stream = await channel.declare_queue(AUDIT_STREAM, passive=True)
-            found: aio_pika.abc.AbstractIncomingMessage | None = None
-            # Read to the end: leaving early would reject the prefetched rest, which a stream
-            # refuses by closing the connection.
-            async with stream.iterator(arguments={"x-stream-offset": "first"}) as messages:
-                while True:
-                    try:
-                        message = await asyncio.wait_for(messages.__anext__(), timeout=1)
-                    except TimeoutError:
-                        break
-                    await message.ack()
-                    if message.type == "OrderCreated" and message.correlation_id == order_id:
-                        found = found or message
+            found = next(
+                (
+                    message
+                    for message in await read_audit(connection)
+                    if message.type == "OrderCreated" and message.correlation_id == order_id
+                ),
+                None,
+            )
             if found is None:
                 raise SystemExit(f"no OrderCreated for {order_id} in {AUDIT_STREAM}")
             publisher = await connection.channel(publisher_confirms=True)

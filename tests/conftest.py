@@ -4,8 +4,6 @@ Unit tests need none of it; the `stack` fixture starts the processes on first us
 them, by pid, when the session ends.
 """
 
-import socket
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,16 +11,8 @@ import pytest
 from scripts.stack import Stack, StackConfig
 from tests.helpers import SagaClient
 
-RUN_ID = uuid.uuid4().hex[:8]
-
 # Short retry delays keep the retry tests quick; everything else is the default.
 TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -152,10 +152,12 @@ class LogCursor:
 
 
 def sql(stack: Stack, service: str, query: str, *params: object) -> list[tuple[Any, ...]]:
-    """Read one service's database directly (what the APIs do not show, like the outbox)."""
+    """Reach one service's database directly, as its administrator: to read what the APIs do
+    not show (the outbox), or to corrupt it on purpose. Returns the rows, if any."""
     url = stack.config.admin_database_url(service).replace("+psycopg", "")
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+        cursor = conn.execute(query, params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
 
 
 @contextlib.asynccontextmanager

@@ -7,13 +7,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from scripts.check import check, snapshot
 from scripts.stack import Stack, StackConfig
 from tests.conftest import TEST_ENV
-from tests.helpers import SagaClient, wait_until
+from tests.helpers import SagaClient, sql, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +56,8 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
     double, stuck, unpublished, _ = confirmed
     orphan = str(uuid.uuid4())
     # A double charge (the unique key that prevents it dropped first).
-    with_cursor(stack, "payment", "ALTER TABLE charges DROP CONSTRAINT charges_order_id_key")
-    with_cursor(
+    sql(stack, "payment", "ALTER TABLE charges DROP CONSTRAINT charges_order_id_key")
+    sql(
         stack, "payment",
         "INSERT INTO charges (payment_id, order_id, customer_id, amount_cents) "
         "SELECT gen_random_uuid(), order_id, customer_id, amount_cents FROM charges "
@@ -66,16 +65,16 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
         double,
     )  # fmt: skip
     # A missing refund, an orphan reservation, a stuck order, an unpublished outbox row.
-    with_cursor(stack, "payment", "DELETE FROM refunds WHERE order_id = %s", short)
-    with_cursor(
+    sql(stack, "payment", "DELETE FROM refunds WHERE order_id = %s", short)
+    sql(
         stack, "inventory",
         "INSERT INTO reservations (reservation_id, order_id, items) VALUES (gen_random_uuid(), %s, "
         "'[{\"sku\": \"ghost\", \"quantity\": 1, \"unit_price_cents\": 1}]')",
         orphan,
     )  # fmt: skip
-    with_cursor(stack, "order", "UPDATE orders SET status = 'PAID' WHERE order_id = %s", stuck)
+    sql(stack, "order", "UPDATE orders SET status = 'PAID' WHERE order_id = %s", stuck)
     stack.stop("order-relay")  # or it would publish the row again at once, healing it
-    with_cursor(
+    sql(
         stack, "order",
         "UPDATE outbox SET published_at = NULL WHERE body->>'type' = 'OrderConfirmed' "
         "AND body->>'correlation_id' = %s",
@@ -94,9 +93,3 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
     assert failing.returncode == 1
     for order_id in (stuck, double, short, orphan, unpublished):
         assert order_id in failing.stdout
-
-
-def with_cursor(stack: Stack, service: str, statement: str, *params: object) -> None:
-    url = stack.config.admin_database_url(service).replace("+psycopg", "")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement, params)  # type: ignore[arg-type]

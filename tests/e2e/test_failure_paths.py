@@ -4,7 +4,7 @@ failure, customer cancels and timeouts, each end to end on the running stack."""
 import asyncio
 
 from scripts.stack import Stack
-from tests.conftest import free_port
+from scripts.stack.instances import free_port
 from tests.helpers import (
     LogCursor,
     SagaClient,
