@@ -26,34 +26,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from relay.settings import RelaySettings
 from shared import topology
 from shared.broker import BrokerLink
-from shared.db import create_engine
+from shared.db import connect, create_engine
 from shared.faults import crash
 from shared.housekeeping import PRUNE_OUTBOX, run_pruning
 from shared.log import for_order
 from shared.metrics import RELAY_FAILED, RELAY_OLDEST_SECONDS, RELAY_PENDING, RELAY_PUBLISHED
-from shared.outbox import NOTIFY_CHANNEL, outbox
+from shared.outbox import NOTIFY_CHANNEL
 
 logger = logging.getLogger("relay")
 
 # Oldest first; rows another relay holds are skipped, not waited for. The body comes back as
 # the JSON text it will be published as, and the properties the message needs are picked out
 # by PostgreSQL: the relay never parses and re-serializes what it merely forwards.
-CLAIM = (
-    sa.select(
-        outbox.c.id,
-        outbox.c.routing_key,
-        sa.cast(outbox.c.body, sa.Text).label("body"),
-        outbox.c.body["message_id"].astext.label("message_id"),
-        outbox.c.body["correlation_id"].astext.label("order_id"),
-        outbox.c.body["type"].astext.label("type"),
-        outbox.c.created_at,
-    )
-    .where(outbox.c.published_at.is_(None))
-    .order_by(outbox.c.id)
-    .limit(sa.bindparam("batch_size", type_=sa.Integer))
-    .with_for_update(skip_locked=True)
-)
-MARK_PUBLISHED = sa.text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+CLAIM = """
+    SELECT id, routing_key, body::text AS body, body ->> 'message_id' AS message_id,
+           body ->> 'correlation_id' AS order_id, body ->> 'type' AS type, created_at
+    FROM outbox
+    WHERE published_at IS NULL
+    ORDER BY id
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+"""
+MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s)"
 
 
 class Relay:
@@ -110,9 +104,8 @@ class Relay:
                     await asyncio.sleep(1)  # the broker refused some: do not hammer it
                 elif claimed < self._settings.batch_size:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), self._settings.poll_interval_seconds
-                        )
+                        async with asyncio.timeout(self._settings.poll_interval_seconds):
+                            await self._wake.wait()
         finally:
             for task in (broker, listener, gauges, pruning):
                 task.cancel()
@@ -121,8 +114,8 @@ class Relay:
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """Publish one batch; return how many rows were claimed and how many failed."""
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(CLAIM, {"batch_size": self._settings.batch_size})).all()
+        async with connect(self._engine) as sql, sql.connection.transaction():
+            rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
             results = await asyncio.gather(
@@ -148,11 +141,11 @@ class Relay:
             if self._settings.fault_crash_after_publish:
                 crash()
             if confirmed:
-                await conn.execute(MARK_PUBLISHED, {"ids": confirmed})
+                await sql.execute(MARK_PUBLISHED, ids=confirmed)
         RELAY_PUBLISHED.inc(len(confirmed))
         return len(rows), len(rows) - len(confirmed)
 
-    async def _publish(self, exchange: AbstractExchange, row: sa.Row[Any]) -> None:
+    async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
         message = Message(
             row.body.encode(),
             content_type="application/json",
@@ -164,10 +157,8 @@ class Relay:
         )
         # The whole publish is bounded: aiormq's own timeout covers the confirm, not the wait
         # for the socket to take the frame, which a blocked connection never does.
-        await asyncio.wait_for(
-            exchange.publish(message, routing_key=row.routing_key, mandatory=True),
-            self._settings.publish_timeout_seconds,
-        )
+        async with asyncio.timeout(self._settings.publish_timeout_seconds):
+            await exchange.publish(message, routing_key=row.routing_key, mandatory=True)
         for_order(logger, row.order_id).info("published %s", row.type)
 
     async def _listen(self) -> None:

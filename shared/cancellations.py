@@ -10,9 +10,8 @@ lock (shared/inbox.py), so they cannot race.
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import TIMESTAMPTZ
+from shared.db import TIMESTAMPTZ, Sql
 from shared.outbox import metadata
 
 cancelled_orders = sa.Table(
@@ -23,19 +22,16 @@ cancelled_orders = sa.Table(
     sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
 )
 
-# Plain SQL: SQLAlchemy cannot cache a compiled ON CONFLICT statement.
-REMEMBER = sa.text(
-    "INSERT INTO cancelled_orders (order_id, reason) VALUES (:order_id, :reason) "
-    "ON CONFLICT (order_id) DO NOTHING"
-)
-WAS_CANCELLED = sa.select(sa.literal(True)).where(
-    cancelled_orders.c.order_id == sa.bindparam("order_id")
-)
+REMEMBER = """
+    INSERT INTO cancelled_orders (order_id, reason) VALUES (%(order_id)s, %(reason)s)
+    ON CONFLICT (order_id) DO NOTHING
+"""
+WAS_CANCELLED = "SELECT true FROM cancelled_orders WHERE order_id = %(order_id)s"
 
 
-async def remember(conn: AsyncConnection, order_id: UUID, reason: str) -> None:
-    await conn.execute(REMEMBER, {"order_id": order_id, "reason": reason})
+async def remember(sql: Sql, order_id: UUID, reason: str) -> None:
+    await sql.execute(REMEMBER, order_id=order_id, reason=reason)
 
 
-async def was_cancelled(conn: AsyncConnection, order_id: UUID) -> bool:
-    return bool(await conn.scalar(WAS_CANCELLED, {"order_id": order_id}))
+async def was_cancelled(sql: Sql, order_id: UUID) -> bool:
+    return bool(await sql.scalar(WAS_CANCELLED, order_id=order_id))

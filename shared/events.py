@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class Item(BaseModel):
@@ -17,6 +17,14 @@ class Item(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=1_000_000)
     unit_price_cents: int = Field(ge=0, le=100_000_000)
+
+
+_ITEMS = TypeAdapter(list[Item])
+
+
+def items_json(items: list[Item]) -> str:
+    """An order's lines as the JSON text a jsonb column takes (orders, reservations)."""
+    return _ITEMS.dump_json(items).decode()
 
 
 class Event(BaseModel):

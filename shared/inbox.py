@@ -1,9 +1,8 @@
 """The inbox: ids of the messages whose effect is committed, so a redelivery has no effect."""
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import TIMESTAMPTZ
+from shared.db import TIMESTAMPTZ, Sql
 from shared.envelope import Envelope
 from shared.outbox import metadata
 
@@ -21,25 +20,21 @@ inbox = sa.Table(
 # first (the sub-select runs before the insert), so messages of one saga apply one at a time
 # in this database; a concurrent delivery of the same id waits on the primary key until the
 # first transaction ends, then sees the conflict: two copies can never both apply.
-RECORD = sa.text(
-    """
+RECORD = """
     INSERT INTO inbox (message_id, message_type)
-    SELECT :message_id, :message_type
-    FROM (SELECT pg_advisory_xact_lock(hashtextextended(:saga, 0))) AS saga_lock
+    SELECT %(message_id)s, %(message_type)s
+    FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))) AS saga_lock
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
-    """
-)
+"""
 
 
-async def record(conn: AsyncConnection, envelope: Envelope) -> bool:
+async def record(sql: Sql, envelope: Envelope) -> bool:
     """Lock the message's saga and insert its id; False if it was already there (a duplicate)."""
-    inserted = await conn.scalar(
+    inserted = await sql.scalar(
         RECORD,
-        {
-            "message_id": envelope.message_id,
-            "message_type": envelope.type,
-            "saga": str(envelope.correlation_id),
-        },
+        message_id=envelope.message_id,
+        message_type=envelope.type,
+        saga=str(envelope.correlation_id),
     )
     return inserted is not None

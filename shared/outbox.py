@@ -8,8 +8,9 @@ also polls.
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.db import TIMESTAMPTZ
+from shared.db import TIMESTAMPTZ, Sql
 from shared.envelope import Envelope
+from shared.events import EVENT_TYPES
 
 metadata = sa.MetaData()
 
@@ -28,9 +29,17 @@ outbox = sa.Table(
 )
 
 
-def outbox_row(envelope: Envelope, routing_key: str) -> dict[str, object]:
-    return {
-        "message_id": envelope.message_id,
-        "routing_key": routing_key,
-        "body": envelope.model_dump(mode="json"),
-    }
+APPEND = """
+    INSERT INTO outbox (message_id, routing_key, body)
+    VALUES (%(message_id)s, %(routing_key)s, %(body)s::jsonb)
+"""
+
+
+async def append(sql: Sql, envelope: Envelope) -> None:
+    """Add an event to the outbox, in the caller's transaction."""
+    await sql.execute(
+        APPEND,
+        message_id=envelope.message_id,
+        routing_key=EVENT_TYPES[envelope.type].routing_key,
+        body=envelope.model_dump_json(),
+    )

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -99,7 +100,8 @@ def build_app(
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(_operations_router())
-    for unavailable in (OperationalError, OSError, TimeoutError):
+    # SQLAlchemy's error on the read side, psycopg's own on the write path (shared/db.py).
+    for unavailable in (OperationalError, psycopg.OperationalError, OSError, TimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
     return app
 

@@ -4,37 +4,36 @@ It rolls back unless committed. Its commit writes the inbox row, the state chang
 outbox rows together, so an effect and the events it causes exist together or not at all.
 """
 
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import inbox
+from shared import inbox, outbox
+from shared.db import Sql, connect
 from shared.envelope import Envelope, wrap
 from shared.events import Event
-from shared.outbox import outbox, outbox_row
-
-INSERT_OUTBOX = outbox.insert()
 
 
 class UnitOfWork:
     def __init__(self, engine: AsyncEngine, producer: str) -> None:
         self._engine = engine
         self._producer = producer
-        self._conn: AsyncConnection | None = None
+        self._exit_stack = AsyncExitStack()
+        self._sql: Sql | None = None
         self._committed = False
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
-        self._rows: list[dict[str, object]] = []
 
     @property
-    def conn(self) -> AsyncConnection:
-        assert self._conn is not None, "use the unit of work as `async with`"
-        return self._conn
+    def sql(self) -> Sql:
+        """The transaction's connection, for the handler's own statements."""
+        assert self._sql is not None, "use the unit of work as `async with`"
+        return self._sql
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
-        await self._conn.begin()
+        self._sql = await self._exit_stack.enter_async_context(connect(self._engine))
         return self
 
     async def __aexit__(
@@ -43,11 +42,10 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            if not self._committed:
-                await self.conn.rollback()
-        finally:
-            await self.conn.close()
+        async with self._exit_stack:
+            connection = self.sql.connection
+            if not self._committed and not connection.broken:
+                await connection.rollback()
 
     async def accept(self, envelope: Envelope) -> bool:
         """Lock the message's saga and record it in the inbox; False for a duplicate.
@@ -57,16 +55,15 @@ class UnitOfWork:
         concurrent messages of one saga could each miss the other's write.
         """
         self.cause = envelope
-        return await inbox.record(self.conn, envelope)
+        return await inbox.record(self.sql, envelope)
 
     def emit(self, event: Event) -> Envelope:
         envelope = wrap(event, self._producer, self.cause.message_id if self.cause else None)
         self.emitted.append(envelope)
-        self._rows.append(outbox_row(envelope, event.routing_key))
         return envelope
 
     async def commit(self) -> None:
-        if self._rows:
-            await self.conn.execute(INSERT_OUTBOX, self._rows)
-        await self.conn.commit()
+        for envelope in self.emitted:
+            await outbox.append(self.sql, envelope)
+        await self.sql.connection.commit()
         self._committed = True

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.inventory.tables import products, releases, reservations, restocks
+from services.inventory.tables import products, releases, reservations
+from shared.db import connect
 from shared.events import Item
 from shared.service import EngineDep
 
@@ -44,24 +45,23 @@ class Reservations(BaseModel):
 PRODUCT_COLUMNS = [products.c.sku, products.c.available, products.c.reserved]
 
 
-# The first restock creates the product. Plain SQL: SQLAlchemy cannot cache ON CONFLICT.
-RESTOCK = sa.text(
-    """
-    INSERT INTO products (sku, available, reserved) VALUES (:sku, :quantity, 0)
+# The first restock creates the product; every restock is also a record of its own.
+RESTOCK = """
+    INSERT INTO products (sku, available, reserved) VALUES (%(sku)s, %(quantity)s, 0)
     ON CONFLICT (sku) DO UPDATE
     SET available = products.available + EXCLUDED.available, updated_at = now()
     RETURNING sku, available, reserved
-    """
-)
+"""
+RECORD_RESTOCK = """
+    INSERT INTO restocks (restock_id, sku, quantity) VALUES (%(restock_id)s, %(sku)s, %(quantity)s)
+"""
 
 
 @router.post("/products/{sku}/restock", status_code=201, response_model=Product)
 async def restock(sku: Sku, body: Restock, engine: EngineDep) -> Any:
-    async with engine.begin() as conn:
-        row = (await conn.execute(RESTOCK, {"sku": sku, "quantity": body.quantity})).one()
-        await conn.execute(
-            restocks.insert().values(restock_id=uuid4(), sku=sku, quantity=body.quantity)
-        )
+    async with connect(engine) as sql, sql.connection.transaction():
+        row = await sql.first(RESTOCK, sku=sku, quantity=body.quantity)
+        await sql.execute(RECORD_RESTOCK, restock_id=uuid4(), sku=sku, quantity=body.quantity)
     return row._asdict()
 
 

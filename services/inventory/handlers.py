@@ -3,15 +3,12 @@ release them if the saga is cancelled.
 
 Every handler runs under the saga's advisory lock (shared/inbox.py); stock rows are locked in
 sku order, so two reservations sharing skus can wait on each other but never deadlock. The SQL
-is written out: it is the heart of each step, and a constant statement costs SQLAlchemy
-nothing to re-key.
+is written out (shared/db.py): it is the heart of each step.
 """
 
 from collections import Counter
+from typing import Any
 from uuid import UUID, uuid4
-
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 from shared import cancellations
 from shared.consumer import Handler
@@ -22,48 +19,43 @@ from shared.events import (
     Item,
     OrderCancelled,
     PaymentSucceeded,
+    items_json,
 )
 from shared.uow import UnitOfWork
 
 # Lock the order's products in sku order and read what is available.
-LOCK_STOCK = sa.text(
-    "SELECT sku, available FROM products WHERE sku = ANY(:skus) ORDER BY sku FOR UPDATE"
-)
+LOCK_STOCK = """
+    SELECT sku, available FROM products WHERE sku = ANY(%(skus)s::text[]) ORDER BY sku FOR UPDATE
+"""
 # Conditional as well as locked; the CHECK (available >= 0) backs both.
-TAKE_STOCK = sa.text(
-    """
+TAKE_STOCK = """
     UPDATE products p
     SET available = p.available - w.quantity, reserved = p.reserved + w.quantity,
         updated_at = now()
-    FROM unnest(CAST(:skus AS text[]), CAST(:quantities AS bigint[])) AS w (sku, quantity)
+    FROM unnest(%(skus)s::text[], %(quantities)s::bigint[]) AS w (sku, quantity)
     WHERE p.sku = w.sku AND p.available >= w.quantity
-    """
-)
-RETURN_STOCK = sa.text(
-    """
+"""
+RETURN_STOCK = """
     UPDATE products p
     SET available = p.available + w.quantity, reserved = p.reserved - w.quantity,
         updated_at = now()
-    FROM unnest(CAST(:skus AS text[]), CAST(:quantities AS bigint[])) AS w (sku, quantity)
+    FROM unnest(%(skus)s::text[], %(quantities)s::bigint[]) AS w (sku, quantity)
     WHERE p.sku = w.sku
-    """
-)
-IS_RESERVED = sa.text("SELECT true FROM reservations WHERE order_id = :order_id")
-RECORD_RESERVATION = sa.text(
-    "INSERT INTO reservations (reservation_id, order_id, items) "
-    "VALUES (:reservation_id, :order_id, :items)"
-).bindparams(sa.bindparam("items", type_=JSONB))
-RESERVATION_OF_ORDER = sa.text(
-    """
+"""
+IS_RESERVED = "SELECT true FROM reservations WHERE order_id = %(order_id)s"
+RECORD_RESERVATION = """
+    INSERT INTO reservations (reservation_id, order_id, items)
+    VALUES (%(reservation_id)s, %(order_id)s, %(items)s::jsonb)
+"""
+RESERVATION_OF_ORDER = """
     SELECT r.reservation_id, r.items, l.release_id
     FROM reservations r LEFT JOIN releases l USING (reservation_id)
-    WHERE r.order_id = :order_id
-    """
-)
-RECORD_RELEASE = sa.text(
-    "INSERT INTO releases (release_id, reservation_id, order_id, reason) "
-    "VALUES (:release_id, :reservation_id, :order_id, :reason)"
-)
+    WHERE r.order_id = %(order_id)s
+"""
+RECORD_RELEASE = """
+    INSERT INTO releases (release_id, reservation_id, order_id, reason)
+    VALUES (%(release_id)s, %(reservation_id)s, %(order_id)s, %(reason)s)
+"""
 
 
 def units_per_sku(items: list[Item]) -> dict[str, int]:
@@ -74,7 +66,7 @@ def units_per_sku(items: list[Item]) -> dict[str, int]:
     return dict(sorted(wanted.items()))
 
 
-def _as_arrays(wanted: dict[str, int]) -> dict[str, list[object]]:
+def _as_arrays(wanted: dict[str, int]) -> dict[str, list[Any]]:
     return {"skus": list(wanted), "quantities": list(wanted.values())}
 
 
@@ -83,14 +75,14 @@ def _describe(wanted: dict[str, int]) -> str:
 
 
 async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
-    conn, order_id = uow.conn, event.order_id
-    if await cancellations.was_cancelled(conn, order_id):
+    sql, order_id = uow.sql, event.order_id
+    if await cancellations.was_cancelled(sql, order_id):
         uow.emit(InventoryFailed(order_id=order_id, reason="order_cancelled"))
         return "not reserved, the order was cancelled first"
-    if await conn.scalar(IS_RESERVED, {"order_id": order_id}):
+    if await sql.scalar(IS_RESERVED, order_id=order_id):
         return "already reserved"
     wanted = units_per_sku(event.items)
-    locked = await conn.execute(LOCK_STOCK, {"skus": list(wanted)})
+    locked = await sql.all(LOCK_STOCK, skus=list(wanted))
     available = {sku: units for sku, units in locked}
     for sku, quantity in wanted.items():  # all lines or none
         if sku not in available:
@@ -99,15 +91,13 @@ async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
         if available[sku] < quantity:
             uow.emit(InventoryFailed(order_id=order_id, reason="out_of_stock", sku=sku))
             return f"cannot reserve: {sku} short, {available[sku]} available, {quantity} wanted"
-    await conn.execute(TAKE_STOCK, _as_arrays(wanted))
+    await sql.execute(TAKE_STOCK, **_as_arrays(wanted))
     reservation_id = uuid4()
-    await conn.execute(
+    await sql.execute(
         RECORD_RESERVATION,
-        {
-            "reservation_id": reservation_id,
-            "order_id": order_id,
-            "items": [item.model_dump() for item in event.items],
-        },
+        reservation_id=reservation_id,
+        order_id=order_id,
+        items=items_json(event.items),
     )
     uow.emit(InventoryReserved(order_id=order_id, reservation_id=reservation_id, items=event.items))
     return f"reserved {_describe(wanted)}"
@@ -115,29 +105,27 @@ async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
 
 async def release_for_cancelled_order(uow: UnitOfWork, event: OrderCancelled) -> str:
     # Remembered for good: a PaymentSucceeded that arrives after this never reserves.
-    await cancellations.remember(uow.conn, event.order_id, event.reason)
+    await cancellations.remember(uow.sql, event.order_id, event.reason)
     return await _release(uow, event.order_id, "order_cancelled")
 
 
 async def _release(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
     """Give the stock back once: a new release record, the reservation itself untouched."""
-    conn = uow.conn
-    reservation = (await conn.execute(RESERVATION_OF_ORDER, {"order_id": order_id})).first()
+    sql = uow.sql
+    reservation = await sql.first(RESERVATION_OF_ORDER, order_id=order_id)
     if reservation is None:
         return "nothing to release, never reserved"
     if reservation.release_id is not None:
         return "already released"
     wanted = units_per_sku([Item.model_validate(item) for item in reservation.items])
-    await conn.execute(LOCK_STOCK, {"skus": list(wanted)})
-    await conn.execute(RETURN_STOCK, _as_arrays(wanted))
-    await conn.execute(
+    await sql.all(LOCK_STOCK, skus=list(wanted))
+    await sql.execute(RETURN_STOCK, **_as_arrays(wanted))
+    await sql.execute(
         RECORD_RELEASE,
-        {
-            "release_id": uuid4(),
-            "reservation_id": reservation.reservation_id,
-            "order_id": order_id,
-            "reason": reason,
-        },
+        release_id=uuid4(),
+        reservation_id=reservation.reservation_id,
+        order_id=order_id,
+        reason=reason,
     )
     uow.emit(
         InventoryReleased(

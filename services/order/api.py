@@ -9,12 +9,12 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import JSONB
 
 from services.order.settings import OrderSettings
-from services.order.state import IN_FLIGHT, TERMINAL, Status, current_status, move, record
+from services.order.state import IN_FLIGHT, TERMINAL, Status, current_status, move
 from services.order.tables import order_history, orders
-from shared.events import Item, OrderCancelled, OrderCreated
+from shared.db import connect
+from shared.events import Item, OrderCancelled, OrderCreated, items_json
 from shared.service import EngineDep, UnitOfWorkDep
 
 router = APIRouter(tags=["orders"])
@@ -78,22 +78,35 @@ ORDER_COLUMNS = (
     orders.c.updated_at,
     orders.c.deadline_at,
 )
-SELECT_ORDER = sa.select(*ORDER_COLUMNS).where(orders.c.order_id == sa.bindparam("order_id"))
 
 
-# A repeated Idempotency-Key conflicts and inserts nothing (NULL keys never conflict). Plain
-# SQL because SQLAlchemy cannot cache a compiled ON CONFLICT statement: this runs per order.
-INSERT_ORDER = sa.text(
-    """
-    INSERT INTO orders (order_id, customer_id, items, total_cents, status, deadline_at,
-                        idempotency_key, request_fingerprint)
-    VALUES (:order_id, :customer_id, :items, :total_cents, :status, :deadline_at,
-            :idempotency_key, :request_fingerprint)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING order_id, customer_id, items, total_cents, status, reason,
-              created_at, updated_at, deadline_at
-    """
-).bindparams(sa.bindparam("items", type_=JSONB))
+# A repeated Idempotency-Key conflicts and inserts nothing (NULL keys never conflict). The
+# order's first history row is written by the same statement, for the order it created.
+INSERT_ORDER = """
+    WITH created AS (
+        INSERT INTO orders (order_id, customer_id, items, total_cents, status, deadline_at,
+                            idempotency_key, request_fingerprint)
+        VALUES (%(order_id)s, %(customer_id)s, %(items)s::jsonb, %(total_cents)s, %(status)s,
+                %(deadline_at)s, %(idempotency_key)s, %(request_fingerprint)s)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING order_id, customer_id, items, total_cents, status, reason,
+                  created_at, updated_at, deadline_at
+    ), recorded AS (
+        INSERT INTO order_history (order_id, from_status, to_status)
+        SELECT order_id, NULL, status FROM created
+    )
+    SELECT * FROM created
+"""
+ORDER_OF_KEY = """
+    SELECT order_id, customer_id, items, total_cents, status, reason,
+           created_at, updated_at, deadline_at, request_fingerprint
+    FROM orders WHERE idempotency_key = %(idempotency_key)s
+"""
+ORDER_BY_ID = """
+    SELECT order_id, customer_id, items, total_cents, status, reason,
+           created_at, updated_at, deadline_at
+    FROM orders WHERE order_id = %(order_id)s
+"""
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
@@ -105,38 +118,27 @@ async def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     order_id = uuid4()
-    items = [item.model_dump() for item in body.items]
     total = sum(item.quantity * item.unit_price_cents for item in body.items)
     deadline = datetime.now(UTC) + timedelta(seconds=settings.order_deadline_seconds)
     async with uow:
-        inserted = await uow.conn.execute(
+        row = await uow.sql.first(
             INSERT_ORDER,
-            {
-                "order_id": order_id,
-                "customer_id": body.customer_id,
-                "items": items,
-                "total_cents": total,
-                "status": Status.PENDING,
-                "deadline_at": deadline,
-                "idempotency_key": idempotency_key,
-                "request_fingerprint": _fingerprint(body) if idempotency_key else None,
-            },
+            order_id=order_id,
+            customer_id=body.customer_id,
+            items=items_json(body.items),
+            total_cents=total,
+            status=Status.PENDING,
+            deadline_at=deadline,
+            idempotency_key=idempotency_key,
+            request_fingerprint=_fingerprint(body) if idempotency_key else None,
         )
-        row = inserted.one_or_none()
         if row is None:  # the key was used before: same body, same order; else refuse
-            existing = (
-                await uow.conn.execute(
-                    sa.select(*ORDER_COLUMNS, orders.c.request_fingerprint).where(
-                        orders.c.idempotency_key == idempotency_key
-                    )
-                )
-            ).one()
+            existing = await uow.sql.first(ORDER_OF_KEY, idempotency_key=idempotency_key)
             if existing.request_fingerprint != _fingerprint(body):
                 raise HTTPException(422, "Idempotency-Key was already used with another body")
             response.status_code = 200
             response.headers["Location"] = f"/orders/{existing.order_id}"
             return existing._asdict()
-        await record(uow.conn, order_id, None, Status.PENDING, reason=None, message_id=None)
         uow.emit(
             OrderCreated(
                 order_id=order_id,
@@ -153,8 +155,8 @@ async def create_order(
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: UUID, engine: EngineDep) -> Any:
-    async with engine.connect() as conn:
-        row = (await conn.execute(SELECT_ORDER, {"order_id": order_id})).one_or_none()
+    async with connect(engine) as sql:
+        row = await sql.first(ORDER_BY_ID, order_id=order_id)
     if row is None:
         raise HTTPException(404, f"order {order_id} not found")
     return row._asdict()
@@ -199,7 +201,7 @@ async def order_history_of(order_id: UUID, engine: EngineDep) -> Any:
 async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -> Any:
     async with uow:
         try:
-            status = await current_status(uow.conn, order_id)
+            status = await current_status(uow.sql, order_id)
         except LookupError:
             raise HTTPException(404, f"order {order_id} not found") from None
         if status is Status.CANCELLED:
@@ -207,10 +209,10 @@ async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -
         elif status in TERMINAL:
             raise HTTPException(409, f"order {order_id} is {status} and can no longer be cancelled")
         else:
-            await move(uow.conn, order_id, Status.CANCELLED, reason="customer")
+            await move(uow.sql, order_id, Status.CANCELLED, reason="customer")
             uow.emit(OrderCancelled(order_id=order_id, reason="customer"))
             response.status_code = 202
-        row = (await uow.conn.execute(SELECT_ORDER, {"order_id": order_id})).one()
+        row = await uow.sql.first(ORDER_BY_ID, order_id=order_id)
         await uow.commit()
     return row._asdict()
 

@@ -19,7 +19,7 @@ async def _move(
 ) -> tuple[str, bool]:
     cause = uow.cause.message_id if uow.cause else None
     try:
-        current, steps = await move(uow.conn, order_id, target, reason=reason, message_id=cause)
+        current, steps = await move(uow.sql, order_id, target, reason=reason, message_id=cause)
     except UnknownOrder:
         return "ignored, unknown order", False
     return describe(current, steps), bool(steps) and steps[-1] is target

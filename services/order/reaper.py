@@ -21,22 +21,21 @@ logger = logging.getLogger("reaper")
 
 OVERDUE = Gauge("saga_orders_overdue", "In-flight orders past their deadline, not yet cancelled.")
 BATCH = 100
+CLAIM_OVERDUE = """
+    SELECT order_id FROM orders
+    WHERE status = ANY(%(in_flight)s::text[]) AND deadline_at < now()
+    ORDER BY deadline_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+"""
 
 
 async def cancel_overdue(engine: AsyncEngine) -> int:
     """Cancel one batch of overdue orders; return how many were cancelled."""
     async with UnitOfWork(engine, "order") as uow:
-        overdue = (
-            await uow.conn.scalars(
-                sa.select(orders.c.order_id)
-                .where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
-                .order_by(orders.c.deadline_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        for order_id in overdue:
-            current, steps = await move(uow.conn, order_id, Status.CANCELLED, reason="timeout")
+        overdue = await uow.sql.all(CLAIM_OVERDUE, in_flight=sorted(IN_FLIGHT), batch=BATCH)
+        for (order_id,) in overdue:
+            current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason="timeout")
             if steps:
                 uow.emit(OrderCancelled(order_id=order_id, reason="timeout"))
             for_order(logger, order_id).info(

@@ -9,8 +9,7 @@ order_history with the message that caused it.
 from enum import StrEnum
 from uuid import UUID
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from shared.db import Sql
 
 
 class Status(StrEnum):
@@ -49,32 +48,31 @@ class UnknownOrder(LookupError):
     pass
 
 
-LOCK_ORDER = sa.text("SELECT status FROM orders WHERE order_id = :order_id FOR UPDATE")
+LOCK_ORDER = "SELECT status FROM orders WHERE order_id = %(order_id)s FOR UPDATE"
 # Conditional: it changes nothing unless the order is still where this transaction saw it.
-MOVE = sa.text(
-    """
-    UPDATE orders SET status = :target, reason = :reason, updated_at = now()
-    WHERE order_id = :order_id AND status = :source
-    """
-)
-RECORD = sa.text(
-    """
+# The history row is written by the same statement, from the row the update returns: a step
+# is recorded if and only if it happened.
+MOVE = """
+    WITH moved AS (
+        UPDATE orders SET status = %(target)s, reason = %(reason)s, updated_at = now()
+        WHERE order_id = %(order_id)s AND status = %(source)s
+        RETURNING order_id, reason
+    )
     INSERT INTO order_history (order_id, from_status, to_status, reason, message_id)
-    VALUES (:order_id, :source, :target, :reason, :message_id)
-    """
-)
+    SELECT order_id, %(source)s, %(target)s, reason, %(message_id)s FROM moved
+"""
 
 
-async def current_status(conn: AsyncConnection, order_id: UUID) -> Status:
+async def current_status(sql: Sql, order_id: UUID) -> Status:
     """Lock the order's row for this transaction and read its status."""
-    status = await conn.scalar(LOCK_ORDER, {"order_id": order_id})
+    status = await sql.scalar(LOCK_ORDER, order_id=order_id)
     if status is None:
         raise UnknownOrder(order_id)
     return Status(status)
 
 
 async def move(
-    conn: AsyncConnection,
+    sql: Sql,
     order_id: UUID,
     target: Status,
     *,
@@ -82,40 +80,22 @@ async def move(
     message_id: UUID | None = None,
 ) -> tuple[Status, list[Status]]:
     """Move the order towards `target`. Returns where it was and the statuses it went through."""
-    current = await current_status(conn, order_id)
+    current = await current_status(sql, order_id)
     steps = path(current, target)
     source = current
     for step in steps:
-        updated = await conn.execute(
+        moved = await sql.execute(
             MOVE,
-            {"order_id": order_id, "source": source, "target": step, "reason": reason},
+            order_id=order_id,
+            source=source,
+            target=step,
+            reason=reason,
+            message_id=message_id,
         )
-        if updated.rowcount != 1:  # impossible under the row lock; refuse rather than guess
+        if moved != 1:  # impossible under the row lock; refuse rather than guess
             raise RuntimeError(f"order {order_id} left {source} under a lock")
-        await record(conn, order_id, source, step, reason=reason, message_id=message_id)
         source = step
     return current, steps
-
-
-async def record(
-    conn: AsyncConnection,
-    order_id: UUID,
-    source: Status | None,
-    target: Status,
-    *,
-    reason: str | None,
-    message_id: UUID | None,
-) -> None:
-    await conn.execute(
-        RECORD,
-        {
-            "order_id": order_id,
-            "source": source,
-            "target": target,
-            "reason": reason,
-            "message_id": message_id,
-        },
-    )
 
 
 def describe(current: Status, steps: list[Status]) -> str:

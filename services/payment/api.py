@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.payment.tables import accounts, charges, deposits, refunds
+from services.payment.tables import accounts, charges, refunds
+from shared.db import connect
 from shared.service import EngineDep
 
 router = APIRouter(tags=["payments"])
@@ -47,27 +48,26 @@ class Payments(BaseModel):
     refunds: list[Refund]
 
 
-# The first deposit opens the account. Plain SQL: SQLAlchemy cannot cache ON CONFLICT.
-CREDIT = sa.text(
-    """
-    INSERT INTO accounts (customer_id, balance_cents) VALUES (:customer_id, :amount_cents)
+# The first deposit opens the account; every deposit is also a record of its own.
+CREDIT = """
+    INSERT INTO accounts (customer_id, balance_cents) VALUES (%(customer_id)s, %(amount_cents)s)
     ON CONFLICT (customer_id) DO UPDATE
     SET balance_cents = accounts.balance_cents + EXCLUDED.balance_cents, updated_at = now()
     RETURNING balance_cents
-    """
-)
+"""
+RECORD_DEPOSIT = """
+    INSERT INTO deposits (deposit_id, customer_id, amount_cents)
+    VALUES (%(deposit_id)s, %(customer_id)s, %(amount_cents)s)
+"""
 
 
 @router.post("/accounts/{customer_id}/deposits", status_code=201, response_model=Account)
 async def deposit(customer_id: CustomerId, body: Deposit, engine: EngineDep) -> Any:
-    async with engine.begin() as conn:
-        balance = await conn.scalar(
-            CREDIT, {"customer_id": customer_id, "amount_cents": body.amount_cents}
-        )
-        await conn.execute(
-            deposits.insert().values(
-                deposit_id=uuid4(), customer_id=customer_id, amount_cents=body.amount_cents
-            )
+    async with connect(engine) as sql, sql.connection.transaction():
+        amount = body.amount_cents
+        balance = await sql.scalar(CREDIT, customer_id=customer_id, amount_cents=amount)
+        await sql.execute(
+            RECORD_DEPOSIT, deposit_id=uuid4(), customer_id=customer_id, amount_cents=amount
         )
     return {"customer_id": customer_id, "balance_cents": balance}
 

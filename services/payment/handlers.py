@@ -1,14 +1,12 @@
 """The payment service's reactions: charge for a new order, refund when the saga fails.
 
 Every handler runs under the saga's advisory lock (shared/inbox.py), so "was this order
-cancelled?" and "was it charged?" cannot race with the answer changing. The SQL is written out:
-it is the heart of each step, and a constant statement costs SQLAlchemy nothing to re-key.
+cancelled?" and "was it charged?" cannot race with the answer changing. The SQL is written out
+(shared/db.py): it is the heart of each step.
 """
 
 from typing import Literal
 from uuid import UUID, uuid4
-
-import sqlalchemy as sa
 
 from shared import cancellations
 from shared.consumer import Handler
@@ -25,60 +23,51 @@ from shared.uow import UnitOfWork
 Declined = Literal["unknown_customer", "insufficient_funds"]
 
 # The balance guard: the debit happens only if the money is there, in one statement.
-DEBIT = sa.text(
-    """
-    UPDATE accounts SET balance_cents = balance_cents - :amount, updated_at = now()
-    WHERE customer_id = :customer_id AND balance_cents >= :amount
+DEBIT = """
+    UPDATE accounts SET balance_cents = balance_cents - %(amount)s, updated_at = now()
+    WHERE customer_id = %(customer_id)s AND balance_cents >= %(amount)s
     RETURNING balance_cents
-    """
-)
-BALANCE = sa.text("SELECT balance_cents FROM accounts WHERE customer_id = :customer_id")
-CHARGE_OF_ORDER = sa.text(
-    "SELECT payment_id, customer_id, amount_cents FROM charges WHERE order_id = :order_id"
-)
-RECORD_CHARGE = sa.text(
-    """
+"""
+BALANCE = "SELECT balance_cents FROM accounts WHERE customer_id = %(customer_id)s"
+CHARGE_OF_ORDER = """
+    SELECT payment_id, customer_id, amount_cents FROM charges WHERE order_id = %(order_id)s
+"""
+RECORD_CHARGE = """
     INSERT INTO charges (payment_id, order_id, customer_id, amount_cents)
-    VALUES (:payment_id, :order_id, :customer_id, :amount)
-    """
-)
-IS_REFUNDED = sa.text("SELECT true FROM refunds WHERE order_id = :order_id")
-RECORD_REFUND = sa.text(
-    """
+    VALUES (%(payment_id)s, %(order_id)s, %(customer_id)s, %(amount)s)
+"""
+IS_REFUNDED = "SELECT true FROM refunds WHERE order_id = %(order_id)s"
+RECORD_REFUND = """
     INSERT INTO refunds (refund_id, payment_id, order_id, amount_cents, reason)
-    VALUES (:refund_id, :payment_id, :order_id, :amount, :reason)
-    """
-)
-CREDIT = sa.text(
-    """
-    UPDATE accounts SET balance_cents = balance_cents + :amount, updated_at = now()
-    WHERE customer_id = :customer_id
-    """
-)
+    VALUES (%(refund_id)s, %(payment_id)s, %(order_id)s, %(amount)s, %(reason)s)
+"""
+CREDIT = """
+    UPDATE accounts SET balance_cents = balance_cents + %(amount)s, updated_at = now()
+    WHERE customer_id = %(customer_id)s
+"""
 
 
 async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
-    conn, order_id, customer, amount = (
-        uow.conn,
+    sql, order_id, customer, amount = (
+        uow.sql,
         event.order_id,
         event.customer_id,
         event.total_cents,
     )
-    if await cancellations.was_cancelled(conn, order_id):
+    if await cancellations.was_cancelled(sql, order_id):
         uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
         return "not charged, the order was cancelled first"
-    if (await conn.execute(CHARGE_OF_ORDER, {"order_id": order_id})).first():
+    if await sql.first(CHARGE_OF_ORDER, order_id=order_id):
         return "already charged"
-    balance = await conn.scalar(DEBIT, {"customer_id": customer, "amount": amount})
+    balance = await sql.scalar(DEBIT, customer_id=customer, amount=amount)
     if balance is None:
-        known = await conn.scalar(BALANCE, {"customer_id": customer})
+        known = await sql.scalar(BALANCE, customer_id=customer)
         reason: Declined = "unknown_customer" if known is None else "insufficient_funds"
         uow.emit(PaymentFailed(order_id=order_id, reason=reason))
         return f"declined {amount} for {customer} ({reason}, balance {known or 0})"
     payment_id = uuid4()
-    await conn.execute(
-        RECORD_CHARGE,
-        {"payment_id": payment_id, "order_id": order_id, "customer_id": customer, "amount": amount},
+    await sql.execute(
+        RECORD_CHARGE, payment_id=payment_id, order_id=order_id, customer_id=customer, amount=amount
     )
     uow.emit(
         PaymentSucceeded(
@@ -98,30 +87,28 @@ async def refund_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -
 
 async def refund_for_cancelled_order(uow: UnitOfWork, event: OrderCancelled) -> str:
     # Remembered for good: an OrderCreated that arrives after this is never charged.
-    await cancellations.remember(uow.conn, event.order_id, event.reason)
+    await cancellations.remember(uow.sql, event.order_id, event.reason)
     return await _refund(uow, event.order_id, "order_cancelled")
 
 
 async def _refund(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
     """Credit the charge back once: a new refund record, the charge itself untouched."""
-    conn = uow.conn
-    charge = (await conn.execute(CHARGE_OF_ORDER, {"order_id": order_id})).first()
+    sql = uow.sql
+    charge = await sql.first(CHARGE_OF_ORDER, order_id=order_id)
     if charge is None:
         return "nothing to refund, never charged"
-    if await conn.scalar(IS_REFUNDED, {"order_id": order_id}):
+    if await sql.scalar(IS_REFUNDED, order_id=order_id):
         return "already refunded"
     refund_id = uuid4()
-    await conn.execute(
+    await sql.execute(
         RECORD_REFUND,
-        {
-            "refund_id": refund_id,
-            "payment_id": charge.payment_id,
-            "order_id": order_id,
-            "amount": charge.amount_cents,
-            "reason": reason,
-        },
+        refund_id=refund_id,
+        payment_id=charge.payment_id,
+        order_id=order_id,
+        amount=charge.amount_cents,
+        reason=reason,
     )
-    await conn.execute(CREDIT, {"customer_id": charge.customer_id, "amount": charge.amount_cents})
+    await sql.execute(CREDIT, customer_id=charge.customer_id, amount=charge.amount_cents)
     uow.emit(
         PaymentRefunded(
             order_id=order_id,
