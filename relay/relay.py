@@ -67,6 +67,7 @@ class Relay:
             if self._settings.declare_topology == "all"
             else await topology.declare_own(channel, delays, service=None)
         )
+        await topology.wait_for_audit_stream(connection)
         if self._settings.metrics_port and not self._serving_metrics:
             # Only now: a relay that answers /metrics has been able to publish, so the
             # endpoint doubles as its readiness check (docker-compose.yml).

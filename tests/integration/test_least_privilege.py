@@ -2,6 +2,7 @@
 to no other service's database, and RabbitMQ as a user that may touch only its own queues (the
 no-Docker stack; docker-compose.yml is checked statically)."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import aio_pika
@@ -11,6 +12,7 @@ from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelAccessRefused
 
 from scripts.stack import SERVICES, Stack
+from shared import topology
 
 
 def connect(stack: Stack, role: str, service: str) -> psycopg.Connection:
@@ -89,6 +91,8 @@ async def test_a_service_broker_user_reaches_only_its_own_queues(stack: Stack) -
             return attempt
 
         assert not await refused(consume("payment.events.dlq"))
+        # Its relay may read the audit stream: it waits for the stream to run before publishing.
+        await asyncio.wait_for(topology.wait_for_audit_stream(connection), 10)
         assert await refused(consume("order.events"))
         assert await refused(consume("inventory.events.dlq"))
         assert await refused(
