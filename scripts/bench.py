@@ -9,11 +9,16 @@ it measures, and prints as a Markdown table:
 3. latency p50/p95/p99 from POST to CONFIRMED at 25%, 50% and 75% of that, and at 50/s offered
    (open loop, from the orders' own timestamps);
 4. the bare transport: an aio-pika publish-and-consume loop doing one database transaction per
-   message (as a consumer does), in messages/s; a saga costs four such deliveries.
+   message (as a consumer does), in messages/s; a saga costs four such deliveries;
+5. the time of one statement through SQLAlchemy's async `execute` and on the psycopg driver
+   underneath, which the write path uses;
+6. where the time goes: CPU per saga of every process at saturation (from /proc).
 """
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -22,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import sqlalchemy as sa
 
 from scripts.load import TERMINAL, Load, Mix, Result
-from scripts.stack import SERVICES, Stack, StackConfig
-from shared.db import create_engine
+from scripts.stack import PROCESSES, SERVICES, Stack, StackConfig
+from shared.db import connect, create_engine
 from shared.inbox import RECORD
 
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
@@ -34,25 +40,29 @@ DELIVERIES_PER_SAGA = (
 )
 
 
-async def idle_latency(urls: dict[str, str], orders: int) -> list[float]:
+async def idle_latency(urls: dict[str, str], orders: int) -> tuple[list[float], list[float]]:
+    """POST to CONFIRMED, one order at a time: as the client sees it (polling every 5 ms, which
+    costs the stack some CPU of its own) and by the order's own timestamps."""
     load = Load(urls, seed=1, mix=HAPPY)
     await load.seed()
-    timings = []
+    client, server = [], []
     try:
         for index in range(orders + 5):  # five to warm up
             started = time.perf_counter()
             order_id = await load.place(load.order_body(), cancel=False)
             url = f"{urls['order']}/orders/{order_id}"
-            while True:  # polling, as a client would: that is what is measured
-                if (await load.request("GET", url)).json()["status"] in TERMINAL:
+            while True:  # polling, as a client would
+                order = (await load.request("GET", url)).json()
+                if order["status"] in TERMINAL:
                     break
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.005)
             if index >= 5:
-                timings.append((time.perf_counter() - started) * 1000)
+                client.append((time.perf_counter() - started) * 1000)
+                server.append(Result.latency_ms(order))
             await asyncio.sleep(0.05)
     finally:
         await load.close()
-    return timings
+    return client, server
 
 
 async def run_orders(
@@ -126,15 +136,14 @@ async def transport_ceiling(
 
         async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             nonlocal count
-            async with engine.begin() as conn:
-                await conn.execute(
+            async with connect(engine) as sql:
+                await sql.scalar(
                     RECORD,
-                    {
-                        "message_id": uuid.UUID(message.message_id),
-                        "message_type": "Bench",
-                        "saga": message.message_id,
-                    },
+                    message_id=uuid.UUID(message.message_id),
+                    message_type="Bench",
+                    saga=message.message_id,
                 )
+                await sql.connection.commit()
             await message.ack()
             count += 1
             if count == messages:
@@ -160,6 +169,60 @@ async def transport_ceiling(
         await engine.dispose()
 
 
+async def statement_costs(database_url: str, statements: int = 2000) -> dict[str, float]:
+    """Microseconds per statement, one at a time on one connection: through SQLAlchemy's async
+    `execute`, and on the same pooled connection's psycopg driver (shared/db.py), which the
+    write path uses (docs/DESIGN.md, decision 15)."""
+    engine = create_engine(database_url, pool_size=1)
+    query = "SELECT message_id FROM inbox WHERE message_id = %(message_id)s"
+    as_text = sa.text(query.replace("%(message_id)s", ":message_id"))
+    costs: dict[str, float] = {}
+    try:
+        async with engine.connect() as conn:
+            for label in ("warm-up", "SQLAlchemy execute"):
+                started = time.perf_counter()
+                for _ in range(statements):
+                    await conn.execute(as_text, {"message_id": uuid.uuid4()})
+                costs[label] = (time.perf_counter() - started) / statements * 1e6
+            await conn.rollback()
+        async with connect(engine) as sql:
+            for label in ("warm-up", "psycopg driver"):
+                started = time.perf_counter()
+                for _ in range(statements):
+                    await sql.scalar(query, message_id=uuid.uuid4())
+                costs[label] = (time.perf_counter() - started) / statements * 1e6
+            await sql.connection.rollback()
+    finally:
+        await engine.dispose()
+    del costs["warm-up"]
+    return costs
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc (Linux); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of the stack, of RabbitMQ and PostgreSQL (every
+    process of theirs on this machine) and of this one, the load generator."""
+    usage = {name: cpu_seconds(pid) for name in PROCESSES if (pid := stack.pid_of(name))}
+    servers = {"beam.smp": "RabbitMQ", "postgres": "PostgreSQL"}
+    for server in servers.values():
+        usage[server] = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if owner := servers.get((entry / "comm").read_text().strip()):
+                    usage[owner] += cpu_seconds(int(entry.name))
+    usage["load generator"] = cpu_seconds(os.getpid())
+    return usage
+
+
 def _row(label: str, result: Result) -> str:
     return (
         f"| {label} | {result.throughput:.1f} | {result.percentile(0.5):.0f} | "
@@ -169,11 +232,16 @@ def _row(label: str, result: Result) -> str:
 
 async def bench(stack: Stack, args: argparse.Namespace) -> None:
     urls = {service: stack.config.base_url(service) for service in SERVICES}
-    idle = await idle_latency(urls, args.idle_orders)
-    p95 = sorted(idle)[int(0.95 * len(idle))]
-    print(f"idle, one order at a time: median {statistics.median(idle):.1f} ms, p95 {p95:.1f} ms")
+    idle, idle_own = await idle_latency(urls, args.idle_orders)
+    print(
+        f"idle, one order at a time: median {statistics.median(idle_own):.1f} ms by the order's "
+        f"timestamps, {statistics.median(idle):.1f} ms as the polling client sees it"
+    )
 
+    before = cpu_by_process(stack)
     saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
+    after = cpu_by_process(stack)
+    cpu = {name: (after[name] - before[name]) * 1000 / saturated.orders for name in after}
     ceiling = saturated.throughput
     print(f"saturation: {ceiling:.1f} sagas/s ({args.saturation_orders} orders, 128 in flight)")
     rows = [_row("saturation (closed loop, 128 in flight)", saturated)]
@@ -192,12 +260,18 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
     )
     print(f"bare transport: {transport:.0f} messages/s")
+    costs = await statement_costs(stack.config.database_url("order"))
+    print(", ".join(f"{label}: {micros:.0f} µs per statement" for label, micros in costs.items()))
+
+    print("\nCPU per saga at saturation, in ms:\n\n| process | CPU ms per saga |\n|---|---|")
+    print("\n".join(f"| {name} | {ms:.1f} |" for name, ms in cpu.items()))
+    print(f"| all | {sum(cpu.values()):.1f} |")
 
     print("\n| load | completed sagas/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|")
     print("\n".join(rows))
     print(
-        f"\nidle single order, POST to CONFIRMED (client-observed): median "
-        f"{statistics.median(idle):.0f} ms\n"
+        f"\nidle single order, POST to CONFIRMED: median {statistics.median(idle_own):.0f} ms by "
+        f"the order's timestamps, {statistics.median(idle):.0f} ms as the polling client sees it\n"
         f"bare transport (publish with confirms, consume, one transaction per message): "
         f"{transport:.0f} msg/s = {transport / DELIVERIES_PER_SAGA:.0f} sagas/s at "
         f"{DELIVERIES_PER_SAGA} deliveries per saga; the saga runs at "
