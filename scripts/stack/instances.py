@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -121,7 +123,27 @@ class OwnPostgres(_Instance):
              "-c", "max_connections=300"],
             **self._as_owner(),
         )  # fmt: skip
-        wait_for_port(self.port, timeout, "PostgreSQL")
+        self._wait_accepting(timeout)
+
+    def _wait_accepting(self, timeout: float) -> None:
+        """Until a connection succeeds: the server listens a moment before it accepts, and
+        answers "the database system is starting up" (57P03) in between."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(
+                    host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                    connect_timeout=2,
+                ).close()  # fmt: skip
+                return
+            except psycopg.OperationalError as exc:
+                if self.pid is None:
+                    raise RuntimeError(
+                        f"PostgreSQL exited; see {self.base_dir / 'postgres.out'}"
+                    ) from exc
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"PostgreSQL on {self.port}: {exc}") from exc
+            time.sleep(0.1)
 
     def remove(self) -> None:
         """Stop the server and delete its data directory."""
