@@ -1,18 +1,23 @@
 """Chaos: kill and freeze components at random while load runs, then check every invariant.
 
     python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
+    python -m scripts.chaos --target compose [--seconds 60] [--orders 600] [--seed 1]
 
-It starts a stack of its own: its own PostgreSQL cluster and RabbitMQ node (so the broker it
-kills is its own and the machine's are never touched), its own databases and ports. While
-scripts/load.py places orders, it repeatedly picks a component (a service, a relay, the broker)
-and either SIGKILLs it and starts it again after a random pause, or freezes it (SIGSTOP, then
-SIGCONT), standing in for a partition. The first faults cover
-every kind of component; the rest are drawn from the seed. At the end it waits for the system to
-go quiet, runs scripts/check.py, and prints the faults, the sagas by outcome and the
-invariants; the exit status is 1 on any violation.
+While scripts/load.py places orders, it repeatedly picks a component (a service, a relay, the
+broker) and either kills it (SIGKILL) and starts it again after a random pause, or freezes it
+(SIGSTOP, then SIGCONT), standing in for a partition. The first faults cover every kind of
+component; the rest are drawn from the seed. At the end it waits for the system to go quiet,
+runs scripts/check.py, and prints the faults, the sagas by outcome and the invariants; the exit
+status is 1 on any violation.
 
-With --replicas 2 every service and relay runs twice (competing consumers, two relays per
-database), and faults hit either copy.
+Two targets:
+- `local` (the default): a stack of its own, on its own PostgreSQL cluster and RabbitMQ node
+  (so the broker it kills is its own and the machine's are never touched), its own databases
+  and ports. With --replicas 2 every service and relay runs twice (competing consumers, two
+  relays per database), and faults hit either copy.
+- `compose`: the docker compose stack, brought up with docker-compose.chaos.yml laid over
+  docker-compose.yml (scripts/stack/compose.py); `docker compose kill --signal SIGKILL` and
+  `start`, `pause` and `unpause`. It is left running at the end, for a look at its logs.
 """
 
 import argparse
@@ -28,6 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aio_pika
 import psycopg
@@ -36,6 +42,7 @@ from rich.console import Console
 from scripts.check import Invariant, check, report, snapshot
 from scripts.load import Load, Mix, Result, print_summary
 from scripts.stack import RELAYS, SERVICES, Stack, StackConfig
+from scripts.stack.compose import BROKER_CONTAINER, Compose, ComposeError
 from scripts.stack.instances import OwnPostgres, OwnRabbitMQ, free_port
 
 BROKER = "broker"
@@ -50,10 +57,98 @@ class Fault:
     pause: float
 
 
+class Target(Protocol):
+    """What chaos hits. Components are named as processes (`order`, `payment-relay.2`) or
+    BROKER; kill and freeze need not wait for the component to be back."""
+
+    @property
+    def config(self) -> StackConfig: ...
+
+    def processes(self) -> list[str]: ...
+    def kill(self, name: str) -> None: ...
+    def start(self, name: str) -> None: ...
+    def freeze(self, name: str) -> None: ...
+    def thaw(self, name: str) -> None: ...
+    def heal(self) -> None: ...
+
+
 @dataclass
-class Chaos:
+class LocalTarget:
+    """The no-Docker stack, on a PostgreSQL and a RabbitMQ node of its own."""
+
     stack: Stack
     rabbit: OwnRabbitMQ
+    extra_names: list[str]
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    def processes(self) -> list[str]:
+        return list(self.stack.processes)
+
+    def kill(self, name: str) -> None:
+        if name == BROKER:
+            self.rabbit.kill(signal.SIGKILL)
+        else:
+            self.stack.kill(name, signal.SIGKILL)
+
+    def start(self, name: str) -> None:
+        if name == BROKER:
+            self.rabbit.start()
+        else:
+            self.stack.start(name)
+
+    def freeze(self, name: str) -> None:
+        self.stack.kill(name, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.stack.kill(name, signal.SIGCONT)
+
+    def heal(self) -> None:
+        with contextlib.suppress(Exception):
+            for name in self.stack.processes:
+                self.stack.kill(name, signal.SIGCONT)
+        if self.rabbit.pid is None:
+            self.rabbit.start()
+        for name in [*SERVICES, *RELAYS, *self.extra_names]:
+            if not self.stack.is_running(name):
+                self.stack.start(name)
+        self.stack.wait_ready(timeout=60)
+
+
+@dataclass
+class ComposeTarget:
+    """The docker compose stack: containers named as the processes, the broker `rabbitmq`."""
+
+    compose: Compose
+    config: StackConfig
+
+    def processes(self) -> list[str]:
+        return [*SERVICES, *RELAYS]
+
+    def _container(self, name: str) -> str:
+        return BROKER_CONTAINER if name == BROKER else name
+
+    def kill(self, name: str) -> None:
+        self.compose.kill(self._container(name))
+
+    def start(self, name: str) -> None:
+        self.compose.start(self._container(name))
+
+    def freeze(self, name: str) -> None:
+        self.compose.pause(self._container(name))
+
+    def thaw(self, name: str) -> None:
+        self.compose.unpause(self._container(name))
+
+    def heal(self) -> None:
+        self.compose.heal()
+
+
+@dataclass
+class Chaos:
+    target: Target
     rng: random.Random
     seconds: float
     pause_range: tuple[float, float] = (0.2, 1.5)
@@ -61,15 +156,13 @@ class Chaos:
     faults: list[Fault] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def components(self) -> list[str]:
-        return [name for name in self.stack.processes]
-
     def run(self) -> None:
-        """Inject faults until the time is up (in a thread, beside the load)."""
+        """Inject faults until the time is up (in a thread, beside the load). The first round,
+        one fault of each kind, always runs whole: a run hits every kind however short."""
         started = time.monotonic()
         kinds = list(KINDS)
         self.rng.shuffle(kinds)
-        while time.monotonic() - started < self.seconds and not self.stop.is_set():
+        while kinds or (time.monotonic() - started < self.seconds and not self.stop.is_set()):
             time.sleep(self.rng.uniform(*self.gap_range))
             # The broker takes seconds to come back: it gets one fault in ten.
             kind = kinds.pop() if kinds else self.rng.choices(KINDS, weights=(9, 9, 2))[0]
@@ -78,7 +171,7 @@ class Chaos:
             else:
                 names = [
                     n
-                    for n in self.components()
+                    for n in self.target.processes()
                     if (n.partition(".")[0] in RELAYS) == (kind == "relay")
                 ]
                 target = self.rng.choice(names)
@@ -88,18 +181,14 @@ class Chaos:
             self.inject(target, action, pause)
 
     def inject(self, target: str, action: str, pause: float) -> None:
-        if target == BROKER:
-            self.rabbit.kill(signal.SIGKILL)
+        if action == "kill":
+            self.target.kill(target)
             time.sleep(pause)
-            self.rabbit.start()
-        elif action == "kill":
-            self.stack.kill(target, signal.SIGKILL)
-            time.sleep(pause)
-            self.stack.start(target)
+            self.target.start(target)
         else:
-            self.stack.kill(target, signal.SIGSTOP)
+            self.target.freeze(target)
             time.sleep(pause)
-            self.stack.kill(target, signal.SIGCONT)
+            self.target.thaw(target)
 
 
 def build_stack(
@@ -117,13 +206,13 @@ def build_stack(
     return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]
 
 
-def wait_quiet(stack: Stack, within_seconds: float) -> list[Invariant]:
+def wait_quiet(config: StackConfig, within_seconds: float) -> list[Invariant]:
     """Run the check until it passes or the deadline comes: compensations may still be in
     flight when the last order turned terminal."""
     deadline = time.monotonic() + within_seconds
     while True:
         try:
-            invariants = check(snapshot(stack.config))
+            invariants = check(snapshot(config))
         except (OSError, psycopg.Error, aio_pika.exceptions.AMQPError):
             if time.monotonic() > deadline:
                 raise
@@ -144,6 +233,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=None, help="orders per second (open loop)")
     parser.add_argument("--replicas", type=int, default=1, choices=[1, 2])
+    parser.add_argument(
+        "--target", choices=["local", "compose"], default="local",
+        help="local: a no-Docker stack of its own; compose: the docker compose stack",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", action="store_true")
@@ -153,47 +246,26 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    if args.target == "compose":
+        return run_on_compose(args, console)
+    return run_locally(args, console)
+
+
+def run_locally(args: argparse.Namespace, console: Console) -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="saga-chaos-"))
     rabbit, postgres = OwnRabbitMQ(var_dir / "rabbitmq"), OwnPostgres()
     console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
     rabbit.start()
     postgres.start()
     stack, extra_names = build_stack(args.replicas, var_dir / "stack", rabbit, postgres)
-    chaos = Chaos(stack, rabbit, random.Random(args.seed), args.seconds)
     try:
         stack.prepare()
         stack.start()
         if extra_names:
             stack.start(*extra_names)
         stack.wait_ready(timeout=60)
-        urls = {service: stack.config.base_url(service) for service in SERVICES}
-        load = Load(urls, args.seed, Mix(scarce_units=20))
-        injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
-
-        async def go() -> Result:
-            try:
-                injector.start()
-                return await load.run_load(args.orders, args.concurrency, args.rate, 600,
-                                           show_progress=console.is_terminal)  # fmt: skip
-            finally:
-                await load.close()
-
-        result = asyncio.run(go())
-        chaos.stop.set()
-        injector.join()
-        # Everything back up and thawed, then let the system finish its compensations.
-        with contextlib.suppress(Exception):
-            for name in stack.processes:
-                stack.kill(name, signal.SIGCONT)
-        if rabbit.pid is None:
-            rabbit.start()
-        for name in [*SERVICES, *RELAYS, *extra_names]:
-            if not stack.is_running(name):
-                stack.start(name)
-        stack.wait_ready(timeout=60)
-        invariants = wait_quiet(stack, 120)
+        outcome = inflict(LocalTarget(stack, rabbit, extra_names), args, console)
     finally:
-        chaos.stop.set()
         stack.stop(*list(stack.processes))
         rabbit.stop()
         if args.keep:
@@ -201,11 +273,65 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"kept: PostgreSQL data in {postgres.data_dir}")
         else:
             postgres.remove()
+    return summarize(*outcome, args, console)
 
+
+def run_on_compose(args: argparse.Namespace, console: Console) -> int:
+    if args.replicas != 1:
+        console.print("--replicas 2 is for the local target: compose publishes one port each")
+        return 2
+    compose = Compose()
+    console.print(f"chaos on docker compose: seed {args.seed}, {args.seconds:.0f} s of faults")
+    try:
+        compose.up()
+        outcome = inflict(ComposeTarget(compose, compose.config()), args, console)
+    except ComposeError as exc:
+        console.print(str(exc))
+        return 2
+    console.print("the stack is left running: `docker compose logs`, `docker compose down -v`")
+    return summarize(*outcome, args, console)
+
+
+def inflict(
+    target: Target, args: argparse.Namespace, console: Console
+) -> tuple[Chaos, Result, list[Invariant]]:
+    """Load and faults together, then everything back up and the system left to go quiet."""
+    chaos = Chaos(target, random.Random(args.seed), args.seconds)
+    urls = {service: target.config.base_url(service) for service in SERVICES}
+    load = Load(urls, args.seed, Mix(scarce_units=20))
+    injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
+
+    async def go() -> Result:
+        try:
+            injector.start()
+            return await load.run_load(args.orders, args.concurrency, args.rate, 600,
+                                       show_progress=console.is_terminal)  # fmt: skip
+        finally:
+            await load.close()
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        chaos.stop.set()
+        if injector.is_alive():
+            injector.join()
+    target.heal()
+    # Compensations may still be in flight when the last order turned terminal.
+    return chaos, result, wait_quiet(target.config, 120)
+
+
+def summarize(
+    chaos: Chaos,
+    result: Result,
+    invariants: list[Invariant],
+    args: argparse.Namespace,
+    console: Console,
+) -> int:
     faults = Counter(f"{fault.action} {fault.target.partition('.')[0]}" for fault in chaos.faults)
     if args.json:
         print(json.dumps({
             "seed": args.seed,
+            "target": args.target,
             "faults": [vars(fault) for fault in chaos.faults],
             "load": result.as_dict(),
             "invariants": [

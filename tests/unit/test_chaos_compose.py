@@ -1,0 +1,147 @@
+"""The chaos tool's docker compose target, without Docker: the override file read statically,
+and the `docker compose` commands the target runs, recorded by a stand-in `docker` on PATH.
+
+The faults themselves are exercised for real on the no-Docker target (tests/e2e/test_chaos.py);
+what is checked here is that the compose target asks Docker for the same faults, on the right
+containers, with both compose files."""
+
+import json
+import os
+import random
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.chaos import BROKER, Chaos, ComposeTarget
+from scripts.stack import RELAYS, SERVICES
+from scripts.stack.compose import (
+    BROKER_CONTAINER,
+    COMPOSE_FILES,
+    DATABASE_PORTS,
+    Compose,
+    ComposeError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = yaml.safe_load((ROOT / COMPOSE_FILES[0]).read_text())
+OVERRIDE = yaml.safe_load((ROOT / COMPOSE_FILES[1]).read_text())
+
+
+def test_the_override_publishes_each_database_on_localhost_and_changes_nothing_else() -> None:
+    assert set(OVERRIDE) == {"services"}
+    assert set(OVERRIDE["services"]) == {f"postgres-{service}" for service in SERVICES}
+    for service, port in DATABASE_PORTS.items():
+        container = OVERRIDE["services"][f"postgres-{service}"]
+        assert set(container) == {"ports", "networks"}
+        assert container["ports"] == [f"127.0.0.1:{port}:5432"]
+        # Compose appends sequences: the database keeps its own network and gains `public`,
+        # the only network that is not internal and so can carry a published port.
+        merged = BASE["services"][f"postgres-{service}"]["networks"] + container["networks"]
+        assert merged == [f"{service}-db", "public"]
+        assert not BASE["networks"]["public"].get("internal", False)
+
+
+def test_every_chaos_component_is_a_container_of_the_compose_file() -> None:
+    containers = set(BASE["services"])
+    assert {*SERVICES, *RELAYS, BROKER_CONTAINER} <= containers
+    for name in [*SERVICES, *RELAYS, BROKER_CONTAINER]:
+        assert BASE["services"][name].get("restart") == "unless-stopped", name
+
+
+def test_the_checker_reaches_what_compose_publishes() -> None:
+    config = Compose().config()
+    for service in SERVICES:
+        assert (
+            config.database(service)
+            == BASE["services"][f"postgres-{service}"]["environment"]["SERVICE_DB_NAME"]
+        )
+        assert config.pg_port_of(service) == DATABASE_PORTS[service]
+        published = BASE["services"][service]["ports"]
+        assert published == [f"127.0.0.1:{config.ports[service]}:{config.ports[service]}"]
+    assert "127.0.0.1:5672:5672" in BASE["services"][BROKER_CONTAINER]["ports"]
+    admin = BASE["services"][BROKER_CONTAINER]["environment"]
+    assert f"${{RABBITMQ_DEFAULT_USER:-{config.amqp_user}}}" == admin["RABBITMQ_DEFAULT_USER"]
+    assert f"${{RABBITMQ_DEFAULT_PASS:-{config.amqp_password}}}" == admin["RABBITMQ_DEFAULT_PASS"]
+
+
+@pytest.fixture
+def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in `docker` that appends its arguments to a log and succeeds, unless the
+    command is `pause` of a container named `broken`."""
+    log = tmp_path / "docker.log"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[-2:] == ['pause', 'broken']:\n"
+        "    sys.stderr.write('Error response from daemon: no such container\\n')\n"
+        "    sys.exit(1)\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _without_files(call: list[str]) -> list[str]:
+    """The compose sub-command, once the prefix is checked: the project and both files."""
+    files = [arg for name in COMPOSE_FILES for arg in ("--file", str(ROOT / name))]
+    prefix = ["compose", "--project-name", "saga", *files]
+    assert call[: len(prefix)] == prefix, "the project, then both compose files, base first"
+    return call[len(prefix) :]
+
+
+def test_faults_become_docker_compose_kill_start_pause_unpause(docker: Path) -> None:
+    target = ComposeTarget(Compose(), Compose().config())
+    chaos = Chaos(target, random.Random(3), seconds=0)
+    chaos.inject("payment", "kill", pause=0)
+    chaos.inject("order-relay", "freeze", pause=0)
+    chaos.inject(BROKER, "kill", pause=0)
+    target.heal()
+    assert [_without_files(call) for call in _calls(docker)] == [
+        ["kill", "--signal", "SIGKILL", "payment"],
+        ["start", "payment"],
+        ["pause", "order-relay"],
+        ["unpause", "order-relay"],
+        ["kill", "--signal", "SIGKILL", "rabbitmq"],
+        ["start", "rabbitmq"],
+        ["unpause"],
+        ["up", "--detach", "--build", "--wait"],
+    ]
+
+
+def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path) -> None:
+    target = ComposeTarget(Compose(), Compose().config())
+    # No time at all: the first round, one fault of each kind, runs whole all the same.
+    chaos = Chaos(target, random.Random(7), seconds=0, gap_range=(0, 0), pause_range=(0, 0))
+    chaos.run()
+    assert len(chaos.faults) == 3
+    hit = [call[-1] for call in map(_without_files, _calls(docker))]
+    assert {BROKER_CONTAINER} <= set(hit) <= {*SERVICES, *RELAYS, BROKER_CONTAINER}
+    assert set(hit) & set(SERVICES) and set(hit) & set(RELAYS)
+
+
+def test_a_refusal_from_docker_is_reported_in_its_own_words(docker: Path) -> None:
+    with pytest.raises(ComposeError, match=r"pause broken.*no such container"):
+        Compose().pause("broken")
+
+
+def test_without_docker_the_tool_says_so_and_exits_2(tmp_path: Path) -> None:
+    env: dict[str, Any] = {**os.environ, "PATH": str(tmp_path)}  # no docker on this PATH
+    run = subprocess.run(
+        [sys.executable, "-m", "scripts.chaos", "--target", "compose", "--seconds", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "docker is not installed here" in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
