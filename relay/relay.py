@@ -16,17 +16,14 @@ import logging
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractConnection, AbstractExchange
 from prometheus_client import start_http_server
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.settings import RelaySettings
 from shared import topology
 from shared.broker import BrokerLink
-from shared.db import connect, create_engine
+from shared.db import Database, libpq_url
 from shared.faults import crash
 from shared.housekeeping import PRUNE_OUTBOX, run_pruning
 from shared.log import for_order
@@ -53,7 +50,8 @@ MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s)
 class Relay:
     def __init__(self, settings: RelaySettings) -> None:
         self._settings = settings
-        self._engine: AsyncEngine = create_engine(settings.database_url, pool_size=2)
+        # Claims, one batch at a time; the gauges; pruning.
+        self._database = Database(settings.database_url, pool_size=3)
         self._wake = asyncio.Event()
         self._exchange: AbstractExchange | None = None
         self._link = BrokerLink(settings.amqp_url, "relay", self._on_connect)
@@ -76,13 +74,14 @@ class Relay:
         logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
 
     async def run(self) -> None:
+        await self._database.open()
         link = self._link
         broker = asyncio.create_task(link.run(), name="broker")
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
         pruning = asyncio.create_task(
             run_pruning(
-                self._engine,
+                self._database,
                 PRUNE_OUTBOX,
                 self._settings.outbox_retention_seconds,
                 self._settings.prune_interval_seconds,
@@ -111,11 +110,11 @@ class Relay:
             for task in (broker, listener, gauges, pruning):
                 task.cancel()
             await asyncio.gather(broker, listener, gauges, pruning, return_exceptions=True)
-            await self._engine.dispose()
+            await self._database.close()
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """Publish one batch; return how many rows were claimed and how many failed."""
-        async with connect(self._engine) as sql, sql.connection.transaction():
+        async with self._database.connect() as sql, sql.connection.transaction():
             rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
@@ -164,11 +163,10 @@ class Relay:
 
     async def _listen(self) -> None:
         """Set the wake event on every NOTIFY; reconnect when the database goes away."""
-        dsn = make_url(self._settings.database_url).set(drivername="postgresql")
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    dsn.render_as_string(hide_password=False), autocommit=True
+                    libpq_url(self._settings.database_url), autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._wake.set()  # rows committed while nobody listened
@@ -181,22 +179,20 @@ class Relay:
     async def _update_gauges(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                pending, oldest_seconds = await pending_rows(self._engine)
+                pending, oldest_seconds = await pending_rows(self._database)
                 RELAY_PENDING.set(pending)
                 RELAY_OLDEST_SECONDS.set(oldest_seconds)
             await asyncio.sleep(5)
 
 
-PENDING = sa.text(
-    """
+PENDING = """
     SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
     FROM outbox WHERE published_at IS NULL
-    """
-)
+"""
 
 
-async def pending_rows(engine: AsyncEngine) -> tuple[int, float]:
+async def pending_rows(database: Database) -> tuple[int, float]:
     """How many rows wait to be published, and the age in seconds of the oldest."""
-    async with engine.connect() as conn:
-        count, oldest_seconds = (await conn.execute(PENDING)).one()
+    async with database.connect(autocommit=True) as sql:
+        count, oldest_seconds = await sql.first(PENDING)
     return int(count), float(oldest_seconds)

@@ -10,8 +10,8 @@ it measures, and prints as a Markdown table:
    (open loop, from the orders' own timestamps);
 4. the bare transport: an aio-pika publish-and-consume loop doing one database transaction per
    message (as a consumer does), in messages/s; a saga costs four such deliveries;
-5. the time of one statement through SQLAlchemy's async `execute` and on the psycopg driver
-   underneath, which the write path uses;
+5. the CPU cost of one statement through SQLAlchemy's async `execute` and on psycopg, as the
+   write path runs it, and of a connection checkout from each one's pool;
 6. where the time goes: CPU per saga of every process at saturation (from /proc).
 """
 
@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import sqlalchemy as sa
 
 from scripts.load import TERMINAL, Load, Mix, Result
 from scripts.stack import PROCESSES, SERVICES, Stack, StackConfig
-from shared.db import connect, create_engine
+from shared.db import Database
 from shared.inbox import RECORD
 
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
@@ -120,7 +121,8 @@ async def transport_ceiling(
     amqp_url: str, database_url: str, messages: int, prefetch: int
 ) -> float:
     """Messages/s through a quorum queue, each consumed in its own database transaction."""
-    engine = create_engine(database_url, pool_size=prefetch)
+    database = Database(database_url, pool_size=prefetch)
+    await database.open()
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -136,7 +138,7 @@ async def transport_ceiling(
 
         async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             nonlocal count
-            async with connect(engine) as sql:
+            async with database.connect() as sql:
                 await sql.scalar(
                     RECORD,
                     message_id=uuid.UUID(message.message_id),
@@ -166,36 +168,53 @@ async def transport_ceiling(
         return rate
     finally:
         await connection.close()
-        await engine.dispose()
+        await database.close()
 
 
-async def statement_costs(database_url: str, statements: int = 2000) -> dict[str, float]:
-    """Microseconds per statement, one at a time on one connection: through SQLAlchemy's async
-    `execute`, and on the same pooled connection's psycopg driver (shared/db.py), which the
-    write path uses (docs/DESIGN.md, decision 15)."""
-    engine = create_engine(database_url, pool_size=1)
+async def statement_costs(database_url: str, repeats: int = 2000) -> dict[str, float]:
+    """Microseconds, one at a time: a statement through SQLAlchemy's async `execute` and on a
+    psycopg connection, as the write path runs it; and a checkout and return of a connection
+    from SQLAlchemy's async pool and from the psycopg pool (docs/DESIGN.md, decision 15)."""
+    database = Database(database_url, pool_size=1)
+    await database.open()
     query = "SELECT message_id FROM inbox WHERE message_id = %(message_id)s"
     as_text = sa.text(query.replace("%(message_id)s", ":message_id"))
-    costs: dict[str, float] = {}
+
+    async def sqlalchemy_statement() -> None:
+        await conn.execute(as_text, {"message_id": uuid.uuid4()})
+
+    async def psycopg_statement() -> None:
+        await sql.scalar(query, message_id=uuid.uuid4())
+
+    async def sqlalchemy_checkout() -> None:
+        async with database.engine.connect():
+            pass
+
+    async def psycopg_checkout() -> None:
+        async with database.connect():
+            pass
+
+    async def timed(step: Callable[[], Awaitable[None]]) -> float:
+        for _ in range(repeats // 10):  # warm-up: connections made, statements prepared
+            await step()
+        started = time.process_time()
+        for _ in range(repeats):
+            await step()
+        return (time.process_time() - started) / repeats * 1e6
+
     try:
-        async with engine.connect() as conn:
-            for label in ("warm-up", "SQLAlchemy execute"):
-                started = time.perf_counter()
-                for _ in range(statements):
-                    await conn.execute(as_text, {"message_id": uuid.uuid4()})
-                costs[label] = (time.perf_counter() - started) / statements * 1e6
-            await conn.rollback()
-        async with connect(engine) as sql:
-            for label in ("warm-up", "psycopg driver"):
-                started = time.perf_counter()
-                for _ in range(statements):
-                    await sql.scalar(query, message_id=uuid.uuid4())
-                costs[label] = (time.perf_counter() - started) / statements * 1e6
-            await sql.connection.rollback()
+        async with database.engine.connect() as conn:
+            sqlalchemy = await timed(sqlalchemy_statement)
+        async with database.connect(autocommit=True) as sql:
+            driver = await timed(psycopg_statement)
+        return {
+            "statement, SQLAlchemy execute": sqlalchemy,
+            "statement, psycopg": driver,
+            "checkout and return, SQLAlchemy pool": await timed(sqlalchemy_checkout),
+            "checkout and return, psycopg pool": await timed(psycopg_checkout),
+        }
     finally:
-        await engine.dispose()
-    del costs["warm-up"]
-    return costs
+        await database.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -261,7 +280,7 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
     )
     print(f"bare transport: {transport:.0f} messages/s")
     costs = await statement_costs(stack.config.database_url("order"))
-    print(", ".join(f"{label}: {micros:.0f} µs per statement" for label, micros in costs.items()))
+    print("CPU µs, one at a time: " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
 
     print("\nCPU per saga at saturation, in ms:\n\n| process | CPU ms per saga |\n|---|---|")
     print("\n".join(f"| {name} | {ms:.1f} |" for name, ms in cpu.items()))

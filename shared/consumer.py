@@ -26,10 +26,10 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topology
 from shared.broker import BrokerLink
+from shared.db import Database
 from shared.envelope import PoisonMessage, decode
 from shared.faults import Faults
 from shared.log import for_order
@@ -66,7 +66,7 @@ class Consumer:
     def __init__(
         self,
         service: str,
-        engine: AsyncEngine,
+        database: Database,
         handlers: Mapping[str, Handler],
         *,
         prefetch: int,
@@ -75,7 +75,7 @@ class Consumer:
         declare_all: bool = True,
     ) -> None:
         self._service = service
-        self._engine = engine
+        self._database = database
         self._handlers = handlers
         self._prefetch = prefetch
         self._retry_delays_ms = retry_delays_ms
@@ -136,7 +136,7 @@ class Consumer:
             raise PoisonMessage("unhandled_type", envelope.type)
         log = for_order(logger, event.order_id)
         started = time.perf_counter()
-        async with UnitOfWork(self._engine, self._service) as uow:
+        async with UnitOfWork(self._database, self._service) as uow:
             if not await uow.accept(envelope):
                 MESSAGES.labels(envelope.type, "duplicate").inc()
                 log.info("duplicate %s %s ignored", envelope.type, str(envelope.message_id)[:8])

@@ -1,44 +1,48 @@
-"""The async database layer: SQLAlchemy 2 over psycopg 3.
+"""The async database layer: psycopg 3 on the write path, SQLAlchemy 2 for the schema and reads.
 
-SQLAlchemy owns the engine and its pool, the table definitions and the composed reads (the
-order list, the history, the checker). The write path (every unit of work and the relays), and
-`GET /orders/{id}` which shares its statement, run their SQL on the pooled connection's own
-psycopg driver through `Sql`: a SQLAlchemy async `execute` costs 1.6 to 3.4 times the driver's
-for the same statement (`./saga bench` prints both; docs/DESIGN.md, decision 15), and a saga
-runs some forty statements.
+Each process opens one `Database` on its service's database:
+- `connect()` lends a connection from a psycopg pool for plain SQL through `Sql`: every unit of
+  work (consumers, `POST /orders`, cancel, the reaper), the relays, housekeeping, and the point
+  reads that share their statements. Measured here, a statement costs 1.5 to 3 times as much
+  CPU through SQLAlchemy's async `execute` as on the driver, and a checkout and return of
+  SQLAlchemy's async pool about 130 µs against 10 for psycopg's (`./saga bench` prints both);
+  a saga runs some forty statements and ten checkouts (docs/DESIGN.md, decision 15).
+- `engine`, SQLAlchemy's async engine with a small pool of its own, runs the composed reads:
+  the order list and its filters, the history, the query routes, the readiness ping.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, LiteralString, cast
+from contextlib import asynccontextmanager, suppress
+from typing import Any, LiteralString
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 TIMESTAMPTZ = sa.TIMESTAMP(timezone=True)
 
+# A database that is down refuses at once; one that hangs must not hang us for long.
+CONNECT_TIMEOUT_SECONDS = 5
+# How long a caller waits for a pooled connection before its request is answered 503, or its
+# message waits in a delay queue (shared/consumer.py, `is_outage`). While the database is
+# down, the pool's connections fail and are replaced by attempts in the background.
+POOL_TIMEOUT_SECONDS = 5.0
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size // 2,
-        # A database that is down refuses at once; one that hangs must not hang us for long.
-        connect_args={"connect_timeout": 5},
-        # No pre-ping: it costs a round trip on every checkout. A connection that died with
-        # its server fails its statement instead and is dropped from the pool (`connect`
-        # below, or SQLAlchemy itself on the read side); the consumer's retry or the client's
-        # retry of the 503 gets a fresh one.
-    )
+
+def libpq_url(url: str) -> str:
+    """`postgresql+psycopg://...` (SQLAlchemy's form, which the settings use) as libpq's."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Sql:
     """Plain SQL on one connection, with psycopg's `%(name)s` parameters.
 
     Rows come back as named tuples. Outside autocommit the first statement opens a
-    transaction; the caller commits or rolls back (shared/uow.py).
+    transaction; the caller commits (shared/uow.py), or `Database.connect` rolls it back.
     """
 
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
@@ -66,19 +70,62 @@ class Sql:
         return None if row is None else row[0]
 
 
-@asynccontextmanager
-async def connect(engine: AsyncEngine) -> AsyncIterator[Sql]:
-    """Borrow a pooled connection for plain SQL; a connection that broke is not given back."""
-    async with engine.connect() as pooled:
-        raw = await pooled.get_raw_connection()
-        driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+class Database:
+    """A process's connections to its service's database: a psycopg pool for plain SQL and an
+    SQLAlchemy engine for the composed reads. Open it inside the event loop, close it there."""
+
+    def __init__(self, url: str, pool_size: int = 16) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=2,
+            max_overflow=3,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            # No pre-ping: it costs a round trip on every checkout. A connection that died
+            # with its server fails its statement instead, and SQLAlchemy drops the pool.
+        )
+        self.pool = AsyncConnectionPool(
+            libpq_url(url),
+            # Connections are made as they are needed, up to pool_size, and closed after ten
+            # idle minutes: a quiet process holds two.
+            min_size=min(2, pool_size),
+            max_size=pool_size,
+            open=False,
+            timeout=POOL_TIMEOUT_SECONDS,
+            # A slot whose reconnection keeps failing is given up after this long and made
+            # anew on demand, so a long outage does not leave the pool's backoff at minutes.
+            reconnect_timeout=10,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            name=make_url(url).database,
+        )
+
+    async def open(self) -> None:
+        """Start filling the pool; a database that is down is retried in the background."""
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def connect(self, *, autocommit: bool = False) -> AsyncIterator[Sql]:
+        """Lend a pooled connection for plain SQL. A transaction left open is rolled back on
+        the way back to the pool; a connection that broke is replaced by the pool.
+
+        `autocommit` suits a single read: one round trip, no BEGIN and no ROLLBACK.
+        """
+        connection = await self.pool.getconn()
         try:
-            yield Sql(driver)
+            await connection.set_autocommit(autocommit)  # the connection is idle: no round trip
+            yield Sql(connection)
         finally:
-            if driver.broken or driver.closed:
-                await pooled.invalidate()
+            try:
+                status = connection.info.transaction_status
+                if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                    with suppress(psycopg.Error):  # broken: the pool discards it
+                        await connection.rollback()
+            finally:
+                await self.pool.putconn(connection)
 
-
-async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(sa.text("SELECT 1"))
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))

@@ -15,12 +15,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import log
 from shared.broker import BrokerLink
 from shared.consumer import Consumer, Handler
-from shared.db import create_engine, ping
+from shared.db import Database
 from shared.faults import Faults
 from shared.housekeeping import PRUNE_INBOX, run_pruning
 from shared.settings import ServiceSettings
@@ -29,7 +28,7 @@ from shared.uow import UnitOfWork
 logger = logging.getLogger("service")
 
 # A background task of the service (the order reaper, say): runs until cancelled.
-BackgroundTask = Callable[[AsyncEngine], Coroutine[Any, Any, None]]
+BackgroundTask = Callable[[Database], Coroutine[Any, Any, None]]
 
 
 class Runtime:
@@ -38,10 +37,10 @@ class Runtime:
     def __init__(self, name: str, settings: ServiceSettings, handlers: Mapping[str, Handler]):
         self.name = name
         self.settings = settings
-        self.engine = create_engine(settings.database_url, settings.db_pool_size)
+        self.database = Database(settings.database_url, settings.db_pool_size)
         self.consumer = Consumer(
             name,
-            self.engine,
+            self.database,
             handlers,
             prefetch=settings.consumer_prefetch,
             retry_delays_ms=settings.retry_delays_ms,
@@ -55,7 +54,7 @@ class Runtime:
     async def ready(self) -> dict[str, str]:
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(ping(self.engine), timeout=2)
+            await asyncio.wait_for(self.database.ping(), timeout=2)
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
@@ -75,12 +74,13 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.database.open()
         tasks = [asyncio.create_task(runtime.broker.run(), name="broker")]
-        tasks += [asyncio.create_task(task(runtime.engine)) for task in background]
+        tasks += [asyncio.create_task(task(runtime.database)) for task in background]
         tasks.append(
             asyncio.create_task(
                 run_pruning(
-                    runtime.engine,
+                    runtime.database,
                     PRUNE_INBOX,
                     settings.inbox_retention_seconds,
                     settings.prune_interval_seconds,
@@ -94,7 +94,7 @@ def build_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await runtime.engine.dispose()
+            await runtime.database.close()
 
     app = FastAPI(title=f"{name} service", lifespan=lifespan)
     app.state.runtime = runtime
@@ -135,16 +135,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 # Dependencies are `async def` although they never await: FastAPI runs a plain `def`
 # dependency in a worker thread, which costs more than the whole dependency.
-async def _engine(request: Request) -> AsyncEngine:
+async def _database(request: Request) -> Database:
     runtime: Runtime = request.app.state.runtime
-    return runtime.engine
+    return runtime.database
 
 
 async def _unit_of_work(request: Request) -> UnitOfWork:
     runtime: Runtime = request.app.state.runtime
-    return UnitOfWork(runtime.engine, runtime.name)
+    return UnitOfWork(runtime.database, runtime.name)
 
 
 # Dependencies for the services' routes.
-EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+DatabaseDep = Annotated[Database, Depends(_database)]
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(_unit_of_work)]

@@ -37,7 +37,9 @@ class ServiceSettings(CommonSettings):
     http_host: str = "127.0.0.1"
     http_port: int
     database_url: str
-    db_pool_size: int = 10
+    # The most connections of the write path's pool, made as needed: deliveries in progress
+    # (up to the prefetch) and API requests share them.
+    db_pool_size: int = 16
     # How many deliveries one process works on at once (the channel's prefetch).
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
     # Inbox rows older than this are pruned (checked every prune interval).

@@ -8,21 +8,18 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from shared import inbox, outbox
-from shared.db import Sql, connect
+from shared.db import Database, Sql
 from shared.envelope import Envelope, wrap
 from shared.events import Event
 
 
 class UnitOfWork:
-    def __init__(self, engine: AsyncEngine, producer: str) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, producer: str) -> None:
+        self._database = database
         self._producer = producer
         self._exit_stack = AsyncExitStack()
         self._sql: Sql | None = None
-        self._committed = False
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
 
@@ -33,7 +30,8 @@ class UnitOfWork:
         return self._sql
 
     async def __aenter__(self) -> Self:
-        self._sql = await self._exit_stack.enter_async_context(connect(self._engine))
+        # Whatever is not committed when the block ends is rolled back (`Database.connect`).
+        self._sql = await self._exit_stack.enter_async_context(self._database.connect())
         return self
 
     async def __aexit__(
@@ -42,10 +40,7 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        async with self._exit_stack:
-            connection = self.sql.connection
-            if not self._committed and not connection.broken:
-                await connection.rollback()
+        await self._exit_stack.aclose()
 
     async def accept(self, envelope: Envelope) -> bool:
         """Lock the message's saga and record it in the inbox; False for a duplicate.
@@ -66,4 +61,3 @@ class UnitOfWork:
         for envelope in self.emitted:
             await outbox.append(self.sql, envelope)
         await self.sql.connection.commit()
-        self._committed = True

@@ -9,9 +9,8 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.inventory.tables import products, releases, reservations
-from shared.db import connect
 from shared.events import Item
-from shared.service import EngineDep
+from shared.service import DatabaseDep
 
 router = APIRouter(tags=["inventory"])
 
@@ -58,16 +57,16 @@ RECORD_RESTOCK = """
 
 
 @router.post("/products/{sku}/restock", status_code=201, response_model=Product)
-async def restock(sku: Sku, body: Restock, engine: EngineDep) -> Any:
-    async with connect(engine) as sql, sql.connection.transaction():
+async def restock(sku: Sku, body: Restock, database: DatabaseDep) -> Any:
+    async with database.connect() as sql, sql.connection.transaction():
         row = await sql.first(RESTOCK, sku=sku, quantity=body.quantity)
         await sql.execute(RECORD_RESTOCK, restock_id=uuid4(), sku=sku, quantity=body.quantity)
     return row._asdict()
 
 
 @router.get("/products/{sku}", response_model=Product)
-async def get_product(sku: Sku, engine: EngineDep) -> Any:
-    async with engine.connect() as conn:
+async def get_product(sku: Sku, database: DatabaseDep) -> Any:
+    async with database.engine.connect() as conn:
         row = (
             await conn.execute(sa.select(*PRODUCT_COLUMNS).where(products.c.sku == sku))
         ).one_or_none()
@@ -77,10 +76,10 @@ async def get_product(sku: Sku, engine: EngineDep) -> Any:
 
 
 @router.get("/reservations", response_model=Reservations)
-async def reservations_of_order(order_id: UUID, engine: EngineDep) -> Any:
+async def reservations_of_order(order_id: UUID, database: DatabaseDep) -> Any:
     # A reservation is never updated: it is RELEASED when a release record points at it.
     status = sa.case((releases.c.release_id.is_(None), "RESERVED"), else_="RELEASED")
-    async with engine.connect() as conn:
+    async with database.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(
                 reservations.c.reservation_id,

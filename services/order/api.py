@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, TERMINAL, Status, current_status, move
 from services.order.tables import order_history, orders
-from shared.db import connect
 from shared.events import Item, OrderCancelled, OrderCreated, items_json
-from shared.service import EngineDep, UnitOfWorkDep
+from shared.service import DatabaseDep, UnitOfWorkDep
 
 router = APIRouter(tags=["orders"])
 
@@ -154,8 +153,8 @@ async def create_order(
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: UUID, engine: EngineDep) -> Any:
-    async with connect(engine) as sql:
+async def get_order(order_id: UUID, database: DatabaseDep) -> Any:
+    async with database.connect(autocommit=True) as sql:
         row = await sql.first(ORDER_BY_ID, order_id=order_id)
     if row is None:
         raise HTTPException(404, f"order {order_id} not found")
@@ -164,7 +163,7 @@ async def get_order(order_id: UUID, engine: EngineDep) -> Any:
 
 @router.get("/orders", response_model=OrderList)
 async def list_orders(
-    engine: EngineDep,
+    database: DatabaseDep,
     status: Status | None = None,
     overdue: Annotated[
         bool, Query(description="only in-flight orders past their deadline")
@@ -177,14 +176,14 @@ async def list_orders(
         query = query.where(orders.c.status == status)
     if overdue:
         query = query.where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
-    async with engine.connect() as conn:
+    async with database.engine.connect() as conn:
         rows = (await conn.execute(query.limit(limit).offset(offset))).all()
     return {"orders": [row._asdict() for row in rows]}
 
 
 @router.get("/orders/{order_id}/history", response_model=History)
-async def order_history_of(order_id: UUID, engine: EngineDep) -> Any:
-    async with engine.connect() as conn:
+async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
+    async with database.engine.connect() as conn:
         rows = (
             await conn.execute(
                 sa.select(order_history)

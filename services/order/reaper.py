@@ -9,10 +9,10 @@ import logging
 
 import sqlalchemy as sa
 from prometheus_client import Gauge
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order.state import IN_FLIGHT, Status, describe, move
 from services.order.tables import orders
+from shared.db import Database
 from shared.events import OrderCancelled
 from shared.log import for_order
 from shared.uow import UnitOfWork
@@ -30,9 +30,9 @@ CLAIM_OVERDUE = """
 """
 
 
-async def cancel_overdue(engine: AsyncEngine) -> int:
+async def cancel_overdue(database: Database) -> int:
     """Cancel one batch of overdue orders; return how many were cancelled."""
-    async with UnitOfWork(engine, "order") as uow:
+    async with UnitOfWork(database, "order") as uow:
         overdue = await uow.sql.all(CLAIM_OVERDUE, in_flight=sorted(IN_FLIGHT), batch=BATCH)
         for (order_id,) in overdue:
             current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason="timeout")
@@ -45,8 +45,8 @@ async def cancel_overdue(engine: AsyncEngine) -> int:
     return len(overdue)
 
 
-async def count_overdue(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
+async def count_overdue(database: Database) -> int:
+    async with database.engine.connect() as conn:
         count = await conn.scalar(
             sa.select(sa.func.count())
             .select_from(orders)
@@ -55,12 +55,12 @@ async def count_overdue(engine: AsyncEngine) -> int:
     return count or 0
 
 
-async def run_reaper(engine: AsyncEngine, interval_seconds: float, enabled: bool = True) -> None:
+async def run_reaper(database: Database, interval_seconds: float, enabled: bool = True) -> None:
     """Every interval: publish how many orders are overdue, then (if enabled) cancel them."""
     while True:
         try:
-            OVERDUE.set(await count_overdue(engine))
-            while enabled and await cancel_overdue(engine) == BATCH:
+            OVERDUE.set(await count_overdue(database))
+            while enabled and await cancel_overdue(database) == BATCH:
                 pass
         except Exception:
             logger.exception("reaper pass failed; trying again in %.1f s", interval_seconds)

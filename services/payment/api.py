@@ -9,8 +9,7 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.payment.tables import accounts, charges, refunds
-from shared.db import connect
-from shared.service import EngineDep
+from shared.service import DatabaseDep
 
 router = APIRouter(tags=["payments"])
 
@@ -62,8 +61,8 @@ RECORD_DEPOSIT = """
 
 
 @router.post("/accounts/{customer_id}/deposits", status_code=201, response_model=Account)
-async def deposit(customer_id: CustomerId, body: Deposit, engine: EngineDep) -> Any:
-    async with connect(engine) as sql, sql.connection.transaction():
+async def deposit(customer_id: CustomerId, body: Deposit, database: DatabaseDep) -> Any:
+    async with database.connect() as sql, sql.connection.transaction():
         amount = body.amount_cents
         balance = await sql.scalar(CREDIT, customer_id=customer_id, amount_cents=amount)
         await sql.execute(
@@ -73,8 +72,8 @@ async def deposit(customer_id: CustomerId, body: Deposit, engine: EngineDep) -> 
 
 
 @router.get("/accounts/{customer_id}", response_model=Account)
-async def get_account(customer_id: CustomerId, engine: EngineDep) -> Any:
-    async with engine.connect() as conn:
+async def get_account(customer_id: CustomerId, database: DatabaseDep) -> Any:
+    async with database.engine.connect() as conn:
         balance = await conn.scalar(
             sa.select(accounts.c.balance_cents).where(accounts.c.customer_id == customer_id)
         )
@@ -84,8 +83,8 @@ async def get_account(customer_id: CustomerId, engine: EngineDep) -> Any:
 
 
 @router.get("/payments", response_model=Payments)
-async def payments_of_order(order_id: UUID, engine: EngineDep) -> Any:
-    async with engine.connect() as conn:
+async def payments_of_order(order_id: UUID, database: DatabaseDep) -> Any:
+    async with database.engine.connect() as conn:
         charge_rows = await conn.execute(
             sa.select(charges.c.payment_id, charges.c.amount_cents, charges.c.created_at)
             .where(charges.c.order_id == order_id)

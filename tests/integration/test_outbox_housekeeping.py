@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.relay import CLAIM, pending_rows
-from shared.db import create_engine
+from shared.db import Database
 from shared.housekeeping import PRUNE_INBOX, PRUNE_OUTBOX, prune
 from shared.migrations import upgrade
 
@@ -18,17 +17,18 @@ PUBLISHED_ROWS = 2_000_000
 
 
 @pytest.fixture(scope="module")
-async def scratch() -> AsyncIterator[tuple[str, AsyncEngine]]:
+async def scratch() -> AsyncIterator[tuple[str, Database]]:
     name = f"sagatest_outbox_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     upgrade("payment", url)
-    engine = create_engine(url, pool_size=2)
+    database = Database(url, pool_size=2)
+    await database.open()
     try:
-        yield url.replace("+psycopg", ""), engine
+        yield url.replace("+psycopg", ""), database
     finally:
-        await engine.dispose()
+        await database.close()
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
@@ -40,7 +40,7 @@ def run(url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
 
 
 async def test_the_claim_is_an_index_scan_among_millions_of_published_rows(
-    scratch: tuple[str, AsyncEngine],
+    scratch: tuple[str, Database],
 ) -> None:
     url, _ = scratch
     run(
@@ -65,9 +65,9 @@ async def test_the_claim_is_an_index_scan_among_millions_of_published_rows(
 
 
 async def test_pruning_deletes_only_old_published_rows_and_old_inbox_rows(
-    scratch: tuple[str, AsyncEngine],
+    scratch: tuple[str, Database],
 ) -> None:
-    url, engine = scratch
+    url, database = scratch
     run(url, "DELETE FROM outbox")
     run(
         url,
@@ -89,8 +89,8 @@ async def test_pruning_deletes_only_old_published_rows_and_old_inbox_rows(
         """,
     )
     week = 7 * 86_400
-    assert await prune(engine, PRUNE_OUTBOX, week) == 1
-    assert await prune(engine, PRUNE_INBOX, 30 * 86_400) == 1
+    assert await prune(database, PRUNE_OUTBOX, week) == 1
+    assert await prune(database, PRUNE_INBOX, 30 * 86_400) == 1
     assert run(url, "SELECT routing_key FROM outbox ORDER BY routing_key") == [
         ("new.published",),
         ("old.pending",),
@@ -99,11 +99,11 @@ async def test_pruning_deletes_only_old_published_rows_and_old_inbox_rows(
 
 
 async def test_the_relay_gauges_count_pending_rows_and_the_oldest_age(
-    scratch: tuple[str, AsyncEngine],
+    scratch: tuple[str, Database],
 ) -> None:
-    url, engine = scratch
+    url, database = scratch
     run(url, "DELETE FROM outbox")
-    assert await pending_rows(engine) == (0, 0.0)
+    assert await pending_rows(database) == (0, 0.0)
     run(
         url,
         """
@@ -113,6 +113,6 @@ async def test_the_relay_gauges_count_pending_rows_and_the_oldest_age(
             (gen_random_uuid(), 'c', '{}', now() - interval '1 hour', now())
         """,
     )
-    count, oldest = await pending_rows(engine)
+    count, oldest = await pending_rows(database)
     assert count == 2
     assert 90 <= oldest < 100
