@@ -74,7 +74,10 @@ class Database:
     """A process's connections to its service's database: a psycopg pool for plain SQL and an
     SQLAlchemy engine for the composed reads. Open it inside the event loop, close it there."""
 
-    def __init__(self, url: str, pool_size: int = 16) -> None:
+    def __init__(self, url: str, pool_size: int = 16, *, wait_for_flush: bool = True) -> None:
+        """`wait_for_flush=False` lets the pool's commits return before their WAL reaches the
+        disk (`synchronous_commit = off`): for a process whose writes may be lost in a
+        database crash, the relay's marks (relay/relay.py)."""
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=2,
@@ -94,7 +97,10 @@ class Database:
             # A slot whose reconnection keeps failing is given up after this long and made
             # anew on demand, so a long outage does not leave the pool's backoff at minutes.
             reconnect_timeout=10,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            kwargs={
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                **({} if wait_for_flush else {"options": "-c synchronous_commit=off"}),
+            },
             name=make_url(url).database,
         )
 
