@@ -26,12 +26,7 @@ REMEMBER = """
     INSERT INTO cancelled_orders (order_id, reason) VALUES (%(order_id)s, %(reason)s)
     ON CONFLICT (order_id) DO NOTHING
 """
-WAS_CANCELLED = "SELECT true FROM cancelled_orders WHERE order_id = %(order_id)s"
 
 
 async def remember(sql: Sql, order_id: UUID, reason: str) -> None:
     await sql.execute(REMEMBER, order_id=order_id, reason=reason)
-
-
-async def was_cancelled(sql: Sql, order_id: UUID) -> bool:
-    return bool(await sql.scalar(WAS_CANCELLED, order_id=order_id))

@@ -23,17 +23,30 @@ from shared.events import (
 )
 from shared.uow import UnitOfWork
 
+# What inventory already holds for the order, read under the saga's lock.
+KNOWN = """
+    SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
+           EXISTS (SELECT FROM reservations WHERE order_id = %(order_id)s) AS reserved
+"""
 # Lock the order's products in sku order and read what is available.
 LOCK_STOCK = """
     SELECT sku, available FROM products WHERE sku = ANY(%(skus)s::text[]) ORDER BY sku FOR UPDATE
 """
-# Conditional as well as locked; the CHECK (available >= 0) backs both.
-TAKE_STOCK = """
-    UPDATE products p
-    SET available = p.available - w.quantity, reserved = p.reserved + w.quantity,
-        updated_at = now()
-    FROM unnest(%(skus)s::text[], %(quantities)s::bigint[]) AS w (sku, quantity)
-    WHERE p.sku = w.sku AND p.available >= w.quantity
+# The stock is taken and the reservation recorded by one statement. The update is conditional
+# as well as locked (the CHECK (available >= 0) backs both): the reservation is written only
+# if every line was taken.
+RESERVE = """
+    WITH taken AS (
+        UPDATE products p
+        SET available = p.available - w.quantity, reserved = p.reserved + w.quantity,
+            updated_at = now()
+        FROM unnest(%(skus)s::text[], %(quantities)s::bigint[]) AS w (sku, quantity)
+        WHERE p.sku = w.sku AND p.available >= w.quantity
+        RETURNING p.sku
+    )
+    INSERT INTO reservations (reservation_id, order_id, items)
+    SELECT %(reservation_id)s, %(order_id)s, %(items)s::jsonb
+    WHERE (SELECT count(*) FROM taken) = cardinality(%(skus)s::text[])
 """
 RETURN_STOCK = """
     UPDATE products p
@@ -41,11 +54,6 @@ RETURN_STOCK = """
         updated_at = now()
     FROM unnest(%(skus)s::text[], %(quantities)s::bigint[]) AS w (sku, quantity)
     WHERE p.sku = w.sku
-"""
-IS_RESERVED = "SELECT true FROM reservations WHERE order_id = %(order_id)s"
-RECORD_RESERVATION = """
-    INSERT INTO reservations (reservation_id, order_id, items)
-    VALUES (%(reservation_id)s, %(order_id)s, %(items)s::jsonb)
 """
 RESERVATION_OF_ORDER = """
     SELECT r.reservation_id, r.items, l.release_id
@@ -76,10 +84,11 @@ def _describe(wanted: dict[str, int]) -> str:
 
 async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
     sql, order_id = uow.sql, event.order_id
-    if await cancellations.was_cancelled(sql, order_id):
+    known = await sql.first(KNOWN, order_id=order_id)
+    if known.cancelled:
         uow.emit(InventoryFailed(order_id=order_id, reason="order_cancelled"))
         return "not reserved, the order was cancelled first"
-    if await sql.scalar(IS_RESERVED, order_id=order_id):
+    if known.reserved:
         return "already reserved"
     wanted = units_per_sku(event.items)
     locked = await sql.all(LOCK_STOCK, skus=list(wanted))
@@ -91,14 +100,16 @@ async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
         if available[sku] < quantity:
             uow.emit(InventoryFailed(order_id=order_id, reason="out_of_stock", sku=sku))
             return f"cannot reserve: {sku} short, {available[sku]} available, {quantity} wanted"
-    await sql.execute(TAKE_STOCK, **_as_arrays(wanted))
     reservation_id = uuid4()
-    await sql.execute(
-        RECORD_RESERVATION,
+    reserved = await sql.execute(
+        RESERVE,
         reservation_id=reservation_id,
         order_id=order_id,
         items=items_json(event.items),
+        **_as_arrays(wanted),
     )
+    if reserved != 1:  # impossible under the row locks; refuse rather than guess
+        raise RuntimeError(f"stock for order {order_id} changed under its locks")
     uow.emit(InventoryReserved(order_id=order_id, reservation_id=reservation_id, items=event.items))
     return f"reserved {_describe(wanted)}"
 

@@ -22,19 +22,28 @@ from shared.uow import UnitOfWork
 
 Declined = Literal["unknown_customer", "insufficient_funds"]
 
-# The balance guard: the debit happens only if the money is there, in one statement.
-DEBIT = """
-    UPDATE accounts SET balance_cents = balance_cents - %(amount)s, updated_at = now()
-    WHERE customer_id = %(customer_id)s AND balance_cents >= %(amount)s
-    RETURNING balance_cents
+# What payment already holds for the order, read under the saga's lock.
+KNOWN = """
+    SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
+           EXISTS (SELECT FROM charges WHERE order_id = %(order_id)s) AS charged
+"""
+# The balance guard: the debit happens only if the money is there, and the charge is recorded
+# by the same statement, from the row the debit returns: a charge exists if and only if the
+# money moved.
+CHARGE = """
+    WITH debited AS (
+        UPDATE accounts SET balance_cents = balance_cents - %(amount)s, updated_at = now()
+        WHERE customer_id = %(customer_id)s AND balance_cents >= %(amount)s
+        RETURNING balance_cents
+    ), recorded AS (
+        INSERT INTO charges (payment_id, order_id, customer_id, amount_cents)
+        SELECT %(payment_id)s, %(order_id)s, %(customer_id)s, %(amount)s FROM debited
+    )
+    SELECT balance_cents FROM debited
 """
 BALANCE = "SELECT balance_cents FROM accounts WHERE customer_id = %(customer_id)s"
 CHARGE_OF_ORDER = """
     SELECT payment_id, customer_id, amount_cents FROM charges WHERE order_id = %(order_id)s
-"""
-RECORD_CHARGE = """
-    INSERT INTO charges (payment_id, order_id, customer_id, amount_cents)
-    VALUES (%(payment_id)s, %(order_id)s, %(customer_id)s, %(amount)s)
 """
 IS_REFUNDED = "SELECT true FROM refunds WHERE order_id = %(order_id)s"
 RECORD_REFUND = """
@@ -54,21 +63,21 @@ async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
         event.customer_id,
         event.total_cents,
     )
-    if await cancellations.was_cancelled(sql, order_id):
+    known = await sql.first(KNOWN, order_id=order_id)
+    if known.cancelled:
         uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
         return "not charged, the order was cancelled first"
-    if await sql.first(CHARGE_OF_ORDER, order_id=order_id):
+    if known.charged:
         return "already charged"
-    balance = await sql.scalar(DEBIT, customer_id=customer, amount=amount)
-    if balance is None:
-        known = await sql.scalar(BALANCE, customer_id=customer)
-        reason: Declined = "unknown_customer" if known is None else "insufficient_funds"
-        uow.emit(PaymentFailed(order_id=order_id, reason=reason))
-        return f"declined {amount} for {customer} ({reason}, balance {known or 0})"
     payment_id = uuid4()
-    await sql.execute(
-        RECORD_CHARGE, payment_id=payment_id, order_id=order_id, customer_id=customer, amount=amount
+    balance = await sql.scalar(
+        CHARGE, payment_id=payment_id, order_id=order_id, customer_id=customer, amount=amount
     )
+    if balance is None:
+        known_balance = await sql.scalar(BALANCE, customer_id=customer)
+        reason: Declined = "unknown_customer" if known_balance is None else "insufficient_funds"
+        uow.emit(PaymentFailed(order_id=order_id, reason=reason))
+        return f"declined {amount} for {customer} ({reason}, balance {known_balance or 0})"
     uow.emit(
         PaymentSucceeded(
             order_id=order_id,
