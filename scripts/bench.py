@@ -12,7 +12,8 @@ it measures, and prints as a Markdown table:
    message (as a consumer does), in messages/s; a saga costs four such deliveries;
 5. the CPU cost of one statement through SQLAlchemy's async `execute` and on psycopg, as the
    write path runs it, and of a connection checkout from each one's pool;
-6. where the time goes: CPU per saga of every process at saturation (from /proc).
+6. where the time goes: CPU per saga of every process at saturation, and of the whole machine
+   (from /proc).
 """
 
 import argparse
@@ -35,6 +36,7 @@ from scripts.stack import PROCESSES, SERVICES, Stack, StackConfig
 from shared.db import Database
 from shared.inbox import RECORD
 
+MACHINE = "the whole machine (/proc/stat)"
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
 DELIVERIES_PER_SAGA = (
     4  # OrderCreated, PaymentSucceeded (twice: order, inventory), InventoryReserved
@@ -187,8 +189,8 @@ async def statement_costs(database_url: str, repeats: int = 2000) -> dict[str, f
         await sql.scalar(query, message_id=uuid.uuid4())
 
     async def sqlalchemy_checkout() -> None:
-        async with database.engine.connect():
-            pass
+        async with database.engine.connect() as pooled:
+            await pooled.get_raw_connection()  # the psycopg connection, as the write path needs
 
     async def psycopg_checkout() -> None:
         async with database.connect():
@@ -226,9 +228,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far, every process counted (Linux /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_by_process(stack: Stack) -> dict[str, float]:
     """CPU seconds so far of each process of the stack, of RabbitMQ and PostgreSQL (every
-    process of theirs on this machine) and of this one, the load generator."""
+    process of theirs on this machine), of this one (the load generator), and of the machine.
+
+    A process that exits between two readings takes its CPU with it: PostgreSQL backends of
+    connections that came and went are missing from the PostgreSQL line, never from the
+    machine's."""
     usage = {name: cpu_seconds(pid) for name in PROCESSES if (pid := stack.pid_of(name))}
     servers = {"beam.smp": "RabbitMQ", "postgres": "PostgreSQL"}
     for server in servers.values():
@@ -239,6 +253,7 @@ def cpu_by_process(stack: Stack) -> dict[str, float]:
                 if owner := servers.get((entry / "comm").read_text().strip()):
                     usage[owner] += cpu_seconds(int(entry.name))
     usage["load generator"] = cpu_seconds(os.getpid())
+    usage[MACHINE] = machine_cpu_seconds()
     return usage
 
 
@@ -283,8 +298,13 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
     print("CPU µs, one at a time: " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
 
     print("\nCPU per saga at saturation, in ms:\n\n| process | CPU ms per saga |\n|---|---|")
+    machine = cpu.pop(MACHINE)
     print("\n".join(f"| {name} | {ms:.1f} |" for name, ms in cpu.items()))
-    print(f"| all | {sum(cpu.values()):.1f} |")
+    print(f"| all of the above | {sum(cpu.values()):.1f} |\n| {MACHINE} | {machine:.1f} |")
+    print(
+        f"\n{machine:.1f} ms of CPU per saga on {os.cpu_count()} cores caps the stack near "
+        f"{1000 * (os.cpu_count() or 1) / machine:.0f} sagas/s"
+    )
 
     print("\n| load | completed sagas/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|")
     print("\n".join(rows))

@@ -3,10 +3,11 @@
 Each process opens one `Database` on its service's database:
 - `connect()` lends a connection from a psycopg pool for plain SQL through `Sql`: every unit of
   work (consumers, `POST /orders`, cancel, the reaper), the relays, housekeeping, and the point
-  reads that share their statements. Measured here, a statement costs 1.5 to 3 times as much
-  CPU through SQLAlchemy's async `execute` as on the driver, and a checkout and return of
-  SQLAlchemy's async pool about 130 µs against 10 for psycopg's (`./saga bench` prints both);
-  a saga runs some forty statements and ten checkouts (docs/DESIGN.md, decision 15).
+  reads that share their statements. Measured here, a statement costs twice as much CPU
+  through SQLAlchemy's async `execute` as on psycopg, and a checkout and return of a driver
+  connection from SQLAlchemy's async pool five times as much as from psycopg's (`./saga bench`
+  prints all four); a saga runs some forty statements and ten checkouts (docs/DESIGN.md,
+  decision 15).
 - `engine`, SQLAlchemy's async engine with a small pool of its own, runs the composed reads:
   the order list and its filters, the history, the query routes, the readiness ping.
 """
