@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.chaos import BROKER, Chaos, ComposeTarget
+from scripts.chaos import Chaos
 from scripts.stack import RELAYS, SERVICES
 from scripts.stack.compose import (
     BROKER_CONTAINER,
@@ -26,6 +26,7 @@ from scripts.stack.compose import (
     Compose,
     ComposeError,
 )
+from scripts.stack.targets import BROKER, ComposeTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / COMPOSE_FILES[0]).read_text())
