@@ -1,7 +1,9 @@
 """The relay loop: claim pending outbox rows, publish them, mark them published once confirmed.
 
 - Wakes on the outbox trigger's NOTIFY (a hint) and polls anyway, so a lost notification costs
-  at most one poll interval.
+  at most one poll interval. After a batch of more than one row it lingers a few milliseconds
+  before the next claim: under load each claim then takes more rows, and a lone event is never
+  delayed.
 - Claims a batch with FOR UPDATE SKIP LOCKED and holds the rows locked while it publishes: a
   second relay on the same database takes other rows, never the same ones.
 - Publishes persistent, mandatory messages on a confirming channel. A returned (unroutable),
@@ -108,6 +110,8 @@ class Relay:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._settings.poll_interval_seconds):
                             await self._wake.wait()
+                    if claimed > 1:  # rows come faster than one at a time: let more gather
+                        await asyncio.sleep(self._settings.linger_seconds)
         finally:
             for task in (broker, listener, gauges, pruning):
                 task.cancel()
