@@ -77,8 +77,8 @@ class Database:
 
     def __init__(self, url: str, pool_size: int = 16, *, wait_for_flush: bool = True) -> None:
         """`wait_for_flush=False` lets the pool's commits return before their WAL reaches the
-        disk (`synchronous_commit = off`): for a process whose writes may be lost in a
-        database crash, the relay's marks (relay/relay.py)."""
+        disk (`synchronous_commit = off`): only for writes that a database crash may lose
+        without harm, the relay's marks (relay/relay.py)."""
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=2,
