@@ -11,15 +11,16 @@ from relay.relay import Relay
 from relay.settings import RelaySettings
 from shared import log
 from shared.settings import database_url
+from shared.system import SERVICE_NAMES, service_of
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m relay")
-    parser.add_argument("service", choices=["order", "payment", "inventory"])
+    parser.add_argument("service", choices=SERVICE_NAMES)
     args = parser.parse_args()
     settings = RelaySettings()
     if not settings.database_url:
-        settings.database_url = database_url(f"saga_{args.service}")
+        settings.database_url = database_url(service_of(args.service).database)
     log.setup(f"{args.service}-relay", settings.log_level, settings.log_json)
     uvloop.run(_serve(Relay(settings)))  # the event loop uvicorn gives the services
 

@@ -9,7 +9,8 @@ allowed only its own queues, declares just those and checks the exchanges (`decl
 DECLARE_TOPOLOGY=own: docker-compose.yml and the no-Docker stack).
 
 Declarations are idempotent, but their arguments must match exactly what the broker already
-has, so they live here once.
+has, so they live here once; which keys each work queue is bound to is the system's declaration
+(shared/system.py).
 """
 
 import asyncio
@@ -26,19 +27,13 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
+from shared.system import SERVICES, service_of
+
 logger = logging.getLogger("topology")
 
 EVENTS_EXCHANGE = "saga.events"
 DEAD_LETTER_EXCHANGE = "saga.dlx"
 AUDIT_STREAM = "saga.audit"
-
-# Which routing keys each service's work queue receives. Each service's HANDLERS table has
-# exactly these keys (a unit test holds them together).
-BINDINGS: dict[str, tuple[str, ...]] = {
-    "order": ("payment.succeeded", "payment.failed", "inventory.reserved", "inventory.failed"),
-    "payment": ("order.created", "order.cancelled", "inventory.failed"),
-    "inventory": ("payment.succeeded", "order.cancelled"),
-}
 
 AUDIT_ARGUMENTS: dict[str, Any] = {
     "x-queue-type": "stream",
@@ -111,8 +106,8 @@ async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> Abstr
     dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
     audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
     await audit.bind(events, routing_key="#")
-    for service in BINDINGS:
-        await _declare_queues_of(channel, service, events, dlx, retry_delays_ms)
+    for service in SERVICES:
+        await _declare_queues_of(channel, service.name, events, dlx, retry_delays_ms)
     return events
 
 
@@ -142,7 +137,7 @@ async def _declare_queues_of(
     queue = await channel.declare_queue(
         work_queue(service), durable=True, arguments=work_queue_arguments(service)
     )
-    for key in BINDINGS[service]:
+    for key in service_of(service).consumes:
         await queue.bind(events, routing_key=key)
     # One delay queue per retry delay: a message waits out its TTL there, then is dead-lettered
     # back to the work queue. Per-delay queues keep a 30 s wait from holding up a 1 s one (a
@@ -158,7 +153,7 @@ async def wait_for_audit_stream(connection: AbstractConnection) -> None:
     """Return once the audit stream takes a consumer; a relay publishes only after that.
 
     Right after a broker restart RabbitMQ 3.10 routes to a stream that is not running yet,
-    and confirms the publish without storing it there: `python -m scripts.stream_loss` kills a
+    and confirms the publish without storing it there: `python -m scripts.chaos.stream_loss` kills a
     node five times under a publishing loop, and found 160 of 10,517 confirmed messages missing
     from the stream, all published just after a reconnect; waiting for the stream first, none
     of 16,380. Until the stream runs, a passive declaration answers NOT_FOUND or a consumer

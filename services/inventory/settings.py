@@ -1,6 +1,7 @@
 from shared.settings import ServiceSettings, database_url
+from shared.system import INVENTORY
 
 
 class InventorySettings(ServiceSettings):
-    http_port: int = 8003
-    database_url: str = database_url("saga_inventory")
+    http_port: int = INVENTORY.port
+    database_url: str = database_url(INVENTORY.database)

@@ -1,11 +1,12 @@
 from pydantic import Field
 
 from shared.settings import ServiceSettings, database_url
+from shared.system import ORDER
 
 
 class OrderSettings(ServiceSettings):
-    http_port: int = 8001
-    database_url: str = database_url("saga_order")
+    http_port: int = ORDER.port
+    database_url: str = database_url(ORDER.database)
     # Every order must reach a terminal state by this long after it was placed; the reaper
     # cancels it otherwise.
     order_deadline_seconds: float = Field(default=30.0, gt=0)

@@ -1,6 +1,7 @@
 from shared.settings import ServiceSettings, database_url
+from shared.system import PAYMENT
 
 
 class PaymentSettings(ServiceSettings):
-    http_port: int = 8002
-    database_url: str = database_url("saga_payment")
+    http_port: int = PAYMENT.port
+    database_url: str = database_url(PAYMENT.database)

@@ -26,11 +26,14 @@ from sqlalchemy.engine import make_url
 
 from relay.settings import RelaySettings
 from shared.settings import CommonSettings
+from shared.system import SERVICE_NAMES
+from shared.system import SERVICES as SYSTEM
 from shared.topology import permissions
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("order", "payment", "inventory")
-API_PORTS = {"order": 8001, "payment": 8002, "inventory": 8003}
+# The system's one declaration (shared/system.py): compose must run exactly these, on these ports.
+SERVICES = SERVICE_NAMES
+API_PORTS = {service.name: service.port for service in SYSTEM}
 BROKER = "rabbitmq"
 
 # `$$` is a literal dollar; `${VAR:-default}` and `${VAR-default}` take the default, `${VAR}` "".

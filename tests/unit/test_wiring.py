@@ -8,21 +8,20 @@ from services.order.handlers import HANDLERS as ORDER
 from services.payment.handlers import HANDLERS as PAYMENT
 from shared.events import TYPE_BY_ROUTING_KEY, Item
 from shared.faults import Faults, InjectedFault
-from shared.topology import BINDINGS
+from shared.system import SERVICES, Service
 
 HANDLERS = {"order": ORDER, "payment": PAYMENT, "inventory": INVENTORY}
 
 
-@pytest.mark.parametrize("service", list(BINDINGS))
-def test_each_queue_is_bound_to_exactly_the_keys_its_service_handles(service: str) -> None:
-    assert set(HANDLERS[service]) == set(BINDINGS[service])
-    assert all(key in TYPE_BY_ROUTING_KEY for key in BINDINGS[service])
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_each_queue_is_bound_to_exactly_the_keys_its_service_handles(service: Service) -> None:
+    assert set(HANDLERS[service.name]) == set(service.consumes)
+    assert all(key in TYPE_BY_ROUTING_KEY for key in service.consumes)
 
 
 def test_a_service_never_consumes_its_own_events() -> None:
-    producers = {"order": "order.", "payment": "payment.", "inventory": "inventory."}
-    for service, keys in BINDINGS.items():
-        assert not [key for key in keys if key.startswith(producers[service])]
+    for service in SERVICES:
+        assert not [key for key in service.consumes if key.startswith(f"{service.name}.")]
 
 
 def test_units_per_sku_sums_repeated_lines_in_lock_order() -> None:
