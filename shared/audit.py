@@ -1,10 +1,13 @@
-"""Reading the `saga.audit` stream from its first offset, for the tools."""
+"""Reading the `saga.audit` stream from its first offset: the tools' view of every saga."""
 
 import asyncio
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from shared.topology import AUDIT_STREAM
+
+# RabbitMQ puts each message's offset in the stream into this header when it delivers it.
+STREAM_OFFSET_HEADER = "x-stream-offset"
 
 
 async def read_audit(

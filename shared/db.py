@@ -22,6 +22,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 TIMESTAMPTZ = sa.TIMESTAMP(timezone=True)
@@ -29,9 +30,23 @@ TIMESTAMPTZ = sa.TIMESTAMP(timezone=True)
 # A database that is down refuses at once; one that hangs must not hang us for long.
 CONNECT_TIMEOUT_SECONDS = 5
 # How long a caller waits for a pooled connection before its request is answered 503, or its
-# message waits in a delay queue (shared/consumer.py, `is_outage`). While the database is
+# message waits in a delay queue (shared/redelivery.py, `is_outage`). While the database is
 # down, the pool's connections fail and are replaced by attempts in the background.
 POOL_TIMEOUT_SECONDS = 5.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection, as opposed to a failure of the work itself.
+
+    psycopg raises OperationalError for a dead connection (no SQLSTATE, class 08, or 57P0x:
+    the server shutting down or starting) and for a serialization failure or deadlock (class
+    40); only the first is an outage. SQLAlchemy wraps the driver's error on the read side.
+    """
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(cause, psycopg.OperationalError):
+        state = cause.sqlstate
+        return state is None or state.startswith(("08", "57P"))
+    return isinstance(cause, OSError | TimeoutError)
 
 
 def libpq_url(url: str) -> str:
@@ -79,6 +94,7 @@ class Database:
         """`wait_for_flush=False` lets the pool's commits return before their WAL reaches the
         disk (`synchronous_commit = off`): only for writes that a database crash may lose
         without harm, the relay's marks (relay/relay.py)."""
+        self.url = url
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=2,

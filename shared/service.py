@@ -18,12 +18,12 @@ from sqlalchemy.exc import OperationalError
 
 from shared import log
 from shared.broker import BrokerLink
-from shared.consumer import Consumer, Handler
+from shared.consumer import Consumer
 from shared.db import Database
 from shared.faults import Faults
 from shared.housekeeping import PRUNE_INBOX, run_pruning
 from shared.settings import ServiceSettings
-from shared.uow import UnitOfWork
+from shared.uow import Handler, UnitOfWork
 
 logger = logging.getLogger("service")
 

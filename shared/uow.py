@@ -4,9 +4,10 @@ It rolls back unless committed. Its commit writes the inbox row, the state chang
 outbox rows together, so an effect and the events it causes exist together or not at all.
 """
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from shared import inbox, outbox
 from shared.db import Database, Sql
@@ -61,3 +62,9 @@ class UnitOfWork:
         for envelope in self.emitted:
             await outbox.append(self.sql, envelope)
         await self.sql.connection.commit()
+
+
+# A handler applies one message inside the unit of work and says, in a few words, what it did:
+# the phrase its log line ends with (`charged 5000 to alice`). Each service lists its handlers
+# in one table, `HANDLERS`, by routing key.
+Handler = Callable[["UnitOfWork", Any], Awaitable[str]]

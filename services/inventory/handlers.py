@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from shared import cancellations
-from shared.consumer import Handler
 from shared.events import (
     InventoryFailed,
     InventoryReleased,
@@ -21,7 +20,7 @@ from shared.events import (
     PaymentSucceeded,
     items_json,
 )
-from shared.uow import UnitOfWork
+from shared.uow import Handler, UnitOfWork
 
 # What inventory already holds for the order, read under the saga's lock.
 KNOWN = """

@@ -2,7 +2,6 @@
 machine (services/order/state.py) and announces a terminal outcome."""
 
 from services.order.state import Status, UnknownOrder, describe, move
-from shared.consumer import Handler
 from shared.events import (
     InventoryFailed,
     InventoryReserved,
@@ -11,7 +10,7 @@ from shared.events import (
     PaymentFailed,
     PaymentSucceeded,
 )
-from shared.uow import UnitOfWork
+from shared.uow import Handler, UnitOfWork
 
 
 async def _move(

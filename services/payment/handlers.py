@@ -9,7 +9,6 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from shared import cancellations
-from shared.consumer import Handler
 from shared.events import (
     InventoryFailed,
     OrderCancelled,
@@ -18,7 +17,7 @@ from shared.events import (
     PaymentRefunded,
     PaymentSucceeded,
 )
-from shared.uow import UnitOfWork
+from shared.uow import Handler, UnitOfWork
 
 Declined = Literal["unknown_customer", "insufficient_funds"]
 

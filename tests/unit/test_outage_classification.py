@@ -7,7 +7,7 @@ from pamqp.exceptions import AMQPInternalError
 from sqlalchemy.exc import OperationalError
 
 from shared.broker import problem
-from shared.consumer import is_outage
+from shared.db import is_outage
 
 
 @pytest.mark.parametrize(
