@@ -3,12 +3,12 @@
     python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
     python -m scripts.chaos --target compose [--seconds 60] [--orders 600] [--seed 1]
 
-While scripts/load.py places orders, it repeatedly picks a component (a service, a relay, the
+While scripts/perf/load.py places orders, it repeatedly picks a component (a service, a relay, the
 broker) and either kills it (SIGKILL) and starts it again after a random pause, or freezes it
 (SIGSTOP, then SIGCONT), standing in for a partition. The first faults cover every kind of
-component; the rest are drawn from the seed. At the end it waits for the system to go quiet,
-runs scripts/check.py, and prints the faults, the sagas by outcome and the invariants; the exit
-status is 1 on any violation.
+component; the rest are drawn from the seed (scripts/chaos/faults.py). At the end it waits for
+the system to go quiet, runs scripts/ops/check.py, and prints the faults, the sagas by outcome
+and the invariants; the exit status is 1 on any violation.
 
 Two targets:
 - `local` (the default): a stack of its own, on its own PostgreSQL cluster and RabbitMQ node
@@ -29,89 +29,34 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
 import psycopg
 from rich.console import Console
 
-from scripts.check import Invariant, check, report, snapshot
-from scripts.load import Load, Mix, Result, print_summary
-from scripts.stack import RELAYS, SERVICES, Stack, StackConfig
+from scripts.chaos.faults import Chaos
+from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
+from scripts.ops.check import Invariant, check, report, snapshot
+from scripts.perf.load import Load, Mix, Result, print_summary
+from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import Compose, ComposeError
 from scripts.stack.instances import OwnPostgres, OwnRabbitMQ, free_port
-from scripts.stack.targets import BROKER, ComposeTarget, LocalTarget, Target
-
-KINDS = ("service", "relay", BROKER)
-
-
-@dataclass
-class Fault:
-    at: float
-    target: str
-    action: str  # "kill" or "freeze"
-    pause: float
-
-
-@dataclass
-class Chaos:
-    target: Target
-    rng: random.Random
-    seconds: float
-    pause_range: tuple[float, float] = (0.2, 1.5)
-    gap_range: tuple[float, float] = (0.1, 0.5)
-    faults: list[Fault] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        """Inject faults until the time is up (in a thread, beside the load). The first round,
-        one fault of each kind, always runs whole: a run hits every kind however short."""
-        started = time.monotonic()
-        kinds = list(KINDS)
-        self.rng.shuffle(kinds)
-        while kinds or (time.monotonic() - started < self.seconds and not self.stop.is_set()):
-            time.sleep(self.rng.uniform(*self.gap_range))
-            # The broker takes seconds to come back: it gets one fault in ten.
-            kind = kinds.pop() if kinds else self.rng.choices(KINDS, weights=(9, 9, 2))[0]
-            if kind == BROKER:
-                target = BROKER
-            else:
-                names = [
-                    n
-                    for n in self.target.processes()
-                    if (n.partition(".")[0] in RELAYS) == (kind == "relay")
-                ]
-                target = self.rng.choice(names)
-            action = "kill" if target == BROKER or self.rng.random() < 0.7 else "freeze"
-            pause = self.rng.uniform(*self.pause_range)
-            self.faults.append(Fault(time.monotonic() - started, target, action, pause))
-            self.inject(target, action, pause)
-
-    def inject(self, target: str, action: str, pause: float) -> None:
-        if action == "kill":
-            self.target.kill(target)
-            time.sleep(pause)
-            self.target.start(target)
-        else:
-            self.target.freeze(target)
-            time.sleep(pause)
-            self.target.thaw(target)
+from shared.system import PROCESSES, SERVICE_NAMES
 
 
 def build_stack(
     replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres
 ) -> tuple[Stack, list[str]]:
     """The chaos stack, and the names of the second copies to start beside the first."""
-    names = [*SERVICES, *RELAYS]
     config = StackConfig.isolated(
         "sagachaos", var_dir, amqp_port=rabbit.port, vhost="/", pg_port=postgres.port,
         rabbitmqctl=rabbit.rabbitmqctl,
     )  # fmt: skip
     for copy in range(2, replicas + 1):
-        config.ports |= {f"{service}.{copy}": free_port() for service in SERVICES}
+        config.ports |= {f"{service}.{copy}": free_port() for service in SERVICE_NAMES}
     stack = Stack(config)
-    return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in names]
+    return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in PROCESSES]
 
 
 def wait_quiet(config: StackConfig, within_seconds: float) -> list[Invariant]:
@@ -205,8 +150,7 @@ def inflict(
 ) -> tuple[Chaos, Result, list[Invariant]]:
     """Load and faults together, then everything back up and the system left to go quiet."""
     chaos = Chaos(target, random.Random(args.seed), args.seconds)
-    urls = {service: target.config.base_url(service) for service in SERVICES}
-    load = Load(urls, args.seed, Mix(scarce_units=20))
+    load = Load(target.config.base_urls(), args.seed, Mix(scarce_units=20))
     injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
 
     async def go() -> Result:

@@ -1,6 +1,6 @@
 """Does the broker keep, in a stream, every publish it confirmed across restarts?
 
-    python -m scripts.stream_loss [--restarts 5] [--no-wait]
+    python -m scripts.chaos.stream_loss [--restarts 5] [--no-wait]
 
 The experiment behind the relays' wait for the audit stream (shared/topology.py,
 `wait_for_audit_stream`). On a RabbitMQ node of its own it binds a quorum queue and a stream to
@@ -21,8 +21,8 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from scripts.audit import read_audit
 from scripts.stack.instances import OwnRabbitMQ
+from shared.audit import read_audit
 from shared.topology import AUDIT_ARGUMENTS, AUDIT_STREAM, wait_for_audit_stream
 
 EXCHANGE, QUEUE = "stream-loss", "stream-loss.queue"
@@ -102,7 +102,7 @@ async def experiment(rabbit: OwnRabbitMQ, restarts: int, wait: bool) -> tuple[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.stream_loss",
+        prog="python -m scripts.chaos.stream_loss",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

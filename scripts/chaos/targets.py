@@ -1,4 +1,4 @@
-"""What chaos hits (scripts/chaos.py): the no-Docker stack or the docker compose stack.
+"""What chaos hits: the no-Docker stack or the docker compose stack.
 
 Both name their components as processes (`order`, `payment-relay.2`) or BROKER, and take the
 same four faults: kill and start again, freeze and thaw.
@@ -9,9 +9,10 @@ import signal
 from dataclasses import dataclass
 from typing import Protocol
 
+from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import BROKER_CONTAINER, Compose
-from scripts.stack.core import RELAYS, SERVICES, Stack, StackConfig
 from scripts.stack.instances import OwnRabbitMQ
+from shared.system import PROCESSES
 
 BROKER = "broker"
 
@@ -70,7 +71,7 @@ class LocalTarget:
                 self.stack.kill(name, signal.SIGCONT)
         if self.rabbit.pid is None:
             self.rabbit.start()
-        for name in [*SERVICES, *RELAYS, *self.extra_names]:
+        for name in [*PROCESSES, *self.extra_names]:
             if not self.stack.is_running(name):
                 self.stack.start(name)
         self.stack.wait_ready(timeout=60)
@@ -84,7 +85,7 @@ class ComposeTarget:
     config: StackConfig
 
     def processes(self) -> list[str]:
-        return [*SERVICES, *RELAYS]
+        return list(PROCESSES)
 
     def _container(self, name: str) -> str:
         return BROKER_CONTAINER if name == BROKER else name

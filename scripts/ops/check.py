@@ -1,6 +1,6 @@
 """Check SPEC.md's invariants over the whole system: the three databases and the broker.
 
-    python -m scripts.check [--prefix saga] [--allow-dlq 0] [--json]
+    python -m scripts.ops.check [--prefix saga] [--allow-dlq 0] [--json]
 
 Run it once the system has gone quiet. Each invariant prints how many things it checked and
 names every order (or customer, sku, queue) that breaks it; the exit status is 1 if anything
@@ -20,8 +20,9 @@ import aio_pika
 import psycopg
 from psycopg.rows import dict_row
 
-from scripts.audit import read_audit
-from scripts.stack.core import SERVICES, StackConfig
+from scripts.stack import StackConfig
+from shared.audit import read_audit
+from shared.system import SERVICE_NAMES
 from shared.topology import dead_letter_queue, work_queue
 
 
@@ -78,7 +79,7 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
         """,
     )
     unpublished, published = {}, set()
-    for service in SERVICES:
+    for service in SERVICE_NAMES:
         rows = _query(
             config,
             service,
@@ -128,7 +129,7 @@ async def read_broker(amqp_url: str) -> tuple[dict[str, int], set[str]]:
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
-        for service in SERVICES:
+        for service in SERVICE_NAMES:
             for name in (work_queue(service), dead_letter_queue(service)):
                 queue = await channel.declare_queue(name, passive=True)
                 depths[name] = queue.declaration_result.message_count or 0
@@ -278,7 +279,7 @@ def report(invariants: list[Invariant], as_json: bool = False) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.check",
+        prog="python -m scripts.ops.check",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -293,7 +294,7 @@ def main() -> int:
     args = parser.parse_args()
     config = StackConfig(database_prefix=args.prefix, pg_host=args.pg_host, pg_port=args.pg_port)
     if args.amqp_url:
-        config = _with_amqp(config, args.amqp_url)
+        config = config.with_amqp_url(args.amqp_url)
     try:
         invariants = check(snapshot(config), args.allow_dlq)
     except psycopg.OperationalError as exc:
@@ -303,18 +304,6 @@ def main() -> int:
         print(f"cannot read the broker: {exc}", file=sys.stderr)
         return 2
     return report(invariants, args.json)
-
-
-def _with_amqp(config: StackConfig, url: str) -> StackConfig:
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    config.amqp_host = parts.hostname or config.amqp_host
-    config.amqp_port = parts.port or config.amqp_port
-    config.amqp_user = unquote(parts.username or config.amqp_user)
-    config.amqp_password = unquote(parts.password or config.amqp_password)
-    config.vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-    return config
 
 
 if __name__ == "__main__":

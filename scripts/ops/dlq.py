@@ -1,14 +1,15 @@
 """Inspect and replay a service's dead-letter queue.
 
-    python -m scripts.dlq list payment            id, type, reason, attempts, age of each message
-    python -m scripts.dlq show payment ID         one message: headers and body
-    python -m scripts.dlq replay payment ID...    send them back to payment.events
-    python -m scripts.dlq replay payment --all
-    python -m scripts.dlq purge payment --yes     drop every message in payment.events.dlq
+    ./saga dlq list payment            id, type, reason, attempts, age of each message
+    ./saga dlq show payment ID         one message: headers and body
+    ./saga dlq replay payment ID...    send them back to payment.events
+    ./saga dlq replay payment --all
+    ./saga dlq purge payment --yes     drop every message in payment.events.dlq
 
 A replayed message keeps its message_id, so a service that did apply it meanwhile drops it as a
 duplicate. It goes straight to the service's own work queue, not through the exchange, so no
-other service sees it again. AMQP_URL (or --amqp-url) says which broker and vhost.
+other service sees it again (shared/dead_letters.py). AMQP_URL (or --amqp-url) says which broker
+and vhost.
 """
 
 import argparse
@@ -17,72 +18,21 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 
-from shared.consumer import (
-    ATTEMPT_HEADER,
-    DEAD_LETTERED_AT_HEADER,
-    DETAIL_HEADER,
-    REASON_HEADER,
-    ROUTING_KEY_HEADER,
-)
+from shared.dead_letters import Letter, read_letters, replay
 from shared.settings import CommonSettings
-from shared.topology import BINDINGS, dead_letter_queue, work_queue
-
-DROPPED_ON_REPLAY = {REASON_HEADER, DETAIL_HEADER, ATTEMPT_HEADER, DEAD_LETTERED_AT_HEADER}
-
-
-@dataclass
-class Letter:
-    message: AbstractIncomingMessage
-
-    @property
-    def id(self) -> str:
-        return self.message.message_id or "(none)"
-
-    @property
-    def reason(self) -> str:
-        headers = self.message.headers
-        # Our consumer names the reason; the broker's own dead-lettering (delivery limit) says
-        # it in x-first-death-reason.
-        return str(headers.get(REASON_HEADER) or headers.get("x-first-death-reason") or "?")
-
-    @property
-    def attempts(self) -> int:
-        value = self.message.headers.get(ATTEMPT_HEADER)
-        return value if isinstance(value, int) else 0
-
-    @property
-    def age(self) -> str:
-        stamp = self.message.headers.get(DEAD_LETTERED_AT_HEADER)
-        when = datetime.fromisoformat(str(stamp)) if stamp else self.message.timestamp
-        if when is None:
-            return "?"
-        seconds = int((datetime.now(UTC) - when.replace(tzinfo=when.tzinfo or UTC)).total_seconds())
-        for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-            if seconds >= size:
-                return f"{seconds // size}{unit}"
-        return f"{seconds}s"
-
-
-async def _letters(channel: aio_pika.abc.AbstractChannel, service: str) -> list[Letter]:
-    """Every message in the DLQ, unacked: closing the channel puts back those not acked."""
-    queue = await channel.get_queue(dead_letter_queue(service), ensure=True)
-    letters = []
-    while (message := await queue.get(no_ack=False, fail=False)) is not None:
-        letters.append(Letter(message))
-    return letters
+from shared.system import SERVICE_NAMES
+from shared.topology import dead_letter_queue, work_queue
 
 
 async def run(args: argparse.Namespace) -> int:
     connection = await aio_pika.connect(args.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        letters = await _letters(channel, args.service)
+        letters = await read_letters(channel, args.service)
         if args.command == "list":
             _print_table(letters)
         elif args.command == "show":
@@ -93,7 +43,7 @@ async def run(args: argparse.Namespace) -> int:
             )
             missing = set(args.ids) - {letter.id for letter in chosen}
             for letter in chosen:
-                await _replay(channel, args.service, letter.message)
+                await replay(channel, args.service, letter)
                 print(f"replayed {letter.id} ({letter.message.type}) to {work_queue(args.service)}")
             if missing:
                 print(
@@ -116,24 +66,15 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _replay(
-    channel: aio_pika.abc.AbstractChannel, service: str, message: AbstractIncomingMessage
-) -> None:
-    headers = {key: value for key, value in message.headers.items() if key not in DROPPED_ON_REPLAY}
-    headers.setdefault(ROUTING_KEY_HEADER, message.routing_key)
-    copy = aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        timestamp=message.timestamp,
-    )
-    # Confirmed first, acked after: a crash in between replays it twice, never zero times.
-    await channel.default_exchange.publish(copy, routing_key=work_queue(service), mandatory=True)
-    await message.ack()
+def _age(letter: Letter) -> str:
+    when = letter.dead_lettered_at
+    if when is None:
+        return "?"
+    seconds = int((datetime.now(UTC) - when).total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _print_table(letters: list[Letter]) -> None:
@@ -144,7 +85,7 @@ def _print_table(letters: list[Letter]) -> None:
     for letter in letters:
         print(
             f"{letter.id:<36}  {letter.message.type or '?':<18}  {letter.reason:<18}  "
-            f"{letter.attempts:>8}  {letter.age:>5}"
+            f"{letter.attempts:>8}  {_age(letter):>5}"
         )
     print(f"{len(letters)} message(s)")
 
@@ -171,14 +112,14 @@ def _show(letters: list[Letter], ids: list[str]) -> int:
 def main() -> int:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # we say it once, readably
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.dlq", description=__doc__,
+        prog="./saga dlq", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", CommonSettings().amqp_url))
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("list", "show", "replay", "purge"):
         command = commands.add_parser(name)
-        command.add_argument("service", choices=list(BINDINGS))
+        command.add_argument("service", choices=SERVICE_NAMES)
         if name == "show":
             command.add_argument("ids", nargs="+", metavar="ID")
         if name == "replay":

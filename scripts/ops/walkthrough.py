@@ -7,7 +7,7 @@
     ./saga walkthrough redeliver latest --times 10   publish its OrderCreated again, same message_id
 
 Lines are SKU:QUANTITY:UNIT_PRICE_CENTS. The stack is the one `./saga up` runs (or the one the
-SAGA_* variables name, see scripts/stack/core.py).
+SAGA_* variables name, see scripts/stack/config.py).
 """
 
 import argparse
@@ -20,19 +20,19 @@ from typing import Any
 import aio_pika
 import httpx
 
-from scripts.audit import read_audit
-from scripts.stack.core import StackConfig
+from scripts.stack import StackConfig
+from services.order.state import TERMINAL
+from shared.audit import STREAM_OFFSET_HEADER, read_audit
+from shared.redelivery import copy_of
 from shared.topology import AUDIT_STREAM, EVENTS_EXCHANGE
-
-TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 
 
 class Walkthrough:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.http = {
-            service: httpx.Client(base_url=config.base_url(service), timeout=10)
-            for service in ("order", "payment", "inventory")
+            service: httpx.Client(base_url=url, timeout=10)
+            for service, url in config.base_urls().items()
         }
 
     def seed(self) -> None:
@@ -134,15 +134,7 @@ class Walkthrough:
             exchange = await publisher.get_exchange(EVENTS_EXCHANGE)
             for _ in range(times):
                 await exchange.publish(
-                    aio_pika.Message(
-                        found.body,
-                        message_id=found.message_id,
-                        correlation_id=found.correlation_id,
-                        type=found.type,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key="order.created",
+                    copy_of(found, without=[STREAM_OFFSET_HEADER]), routing_key="order.created"
                 )
         print(f"published OrderCreated {found.message_id} of order {order_id} {times} more times")
 

@@ -26,21 +26,21 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import sqlalchemy as sa
 
-from scripts.load import TERMINAL, Load, Mix, Result
-from scripts.stack import PROCESSES, SERVICES, Stack, StackConfig
+from scripts.perf.load import Load, Mix, Result
+from scripts.stack import Stack, StackConfig
+from services.order.state import TERMINAL
 from shared.db import Database
 from shared.inbox import RECORD
+from shared.system import PROCESSES
 
 MACHINE = "the whole machine (/proc/stat)"
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
-DELIVERIES_PER_SAGA = (
-    4  # OrderCreated, PaymentSucceeded (twice: order, inventory), InventoryReserved
-)
+# OrderCreated, PaymentSucceeded (twice: order, inventory), InventoryReserved.
+DELIVERIES_PER_SAGA = 4
 
 
 async def idle_latency(urls: dict[str, str], orders: int) -> tuple[list[float], list[float]]:
@@ -71,52 +71,12 @@ async def idle_latency(urls: dict[str, str], orders: int) -> tuple[list[float], 
 async def run_orders(
     urls: dict[str, str], orders: int, concurrency: int, rate: float | None
 ) -> Result:
-    """Place happy-path orders, wait until the stack has none in flight, read them back."""
+    """Place happy-path orders on the bench's own stack and read them back once it is idle."""
     load = Load(urls, seed=orders, mix=HAPPY)
     try:
-        await load.seed()
-        in_flight = asyncio.Semaphore(concurrency)
-        started = time.monotonic()
-        ids: list[str] = []
-
-        async def one(index: int) -> None:
-            if rate:
-                await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
-            async with in_flight:
-                ids.append(await load.place(load.order_body(), cancel=False))
-
-        await asyncio.gather(*(one(index) for index in range(orders)))
-        final = await _read_back(load, urls["order"], set(ids))
-        return Result.of(final, ids)
+        return await load.run_load(orders, concurrency, rate, alone=True)
     finally:
         await load.close()
-
-
-async def _read_back(load: Load, order_url: str, ids: set[str]) -> dict[str, dict[str, Any]]:
-    # This stack runs nothing else: no order PENDING or PAID means ours are all done. Cheaper
-    # than polling each order, which would load the very service being measured.
-    while True:
-        busy = [
-            (
-                await load.request("GET", f"{order_url}/orders", params={"status": s, "limit": 1})
-            ).json()["orders"]
-            for s in ("PENDING", "PAID")
-        ]
-        if not any(busy):
-            break
-        await asyncio.sleep(0.2)
-    final: dict[str, dict[str, Any]] = {}
-    offset = 0
-    while True:
-        page = (
-            await load.request(
-                "GET", f"{order_url}/orders", params={"limit": 1000, "offset": offset}
-            )
-        ).json()["orders"]
-        final |= {o["order_id"]: o for o in page if o["order_id"] in ids}
-        if len(page) < 1000:
-            return final
-        offset += 1000
 
 
 async def transport_ceiling(
@@ -265,7 +225,7 @@ def _row(label: str, result: Result) -> str:
 
 
 async def bench(stack: Stack, args: argparse.Namespace) -> None:
-    urls = {service: stack.config.base_url(service) for service in SERVICES}
+    urls = stack.config.base_urls()
     idle, idle_own = await idle_latency(urls, args.idle_orders)
     print(
         f"idle, one order at a time: median {statistics.median(idle_own):.1f} ms by the order's "
@@ -322,7 +282,7 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.bench",
+        prog="./saga bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """Place many orders with a realistic mix and measure them.
 
-    python -m scripts.load --orders 1000 --concurrency 50 [--rate 100] [--seed 7] [--json]
+    ./saga load --orders 1000 --concurrency 50 [--rate 100] [--seed 7] [--json]
 
 It creates funded customers and stocked skus (from the seed), places orders (most succeed,
 some customers are short of funds, some skus run out, some orders the customer cancels), each
@@ -8,7 +8,7 @@ with an Idempotency-Key so a POST that met a dead order service is retried witho
 the order; waits until every order is terminal; then prints throughput (sagas/s), latency
 p50/p95/p99 from the POST to the terminal state (as the order's own timestamps record it) and
 the outcome counts. The stack's addresses come from ORDER_URL, PAYMENT_URL, INVENTORY_URL
-(defaults http://127.0.0.1:8001, :8002, :8003).
+(defaults: SPEC.md's addresses, http://127.0.0.1:8001, :8002, :8003).
 """
 
 import argparse
@@ -29,7 +29,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+from services.order.state import IN_FLIGHT, TERMINAL
+from shared.system import SERVICES
+
 # A service killed or frozen mid-request: refused, reset, cut off mid-body, or timed out.
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
@@ -220,7 +222,14 @@ class Load:
         rate: float | None,
         within_seconds: float = 300,
         show_progress: bool = False,
+        alone: bool = False,
     ) -> Result:
+        """Seed, place `orders` (at most `concurrency` at once; at `rate` per second if given,
+        an open loop), wait until each is terminal and sum them up.
+
+        `alone`: the stack runs nothing else, so the orders are read back by listing the ones
+        still in flight instead of polling each, which would load the very service measured
+        (scripts/perf/bench.py)."""
         await self.seed()
         plan = [
             (self.order_body(), self.random.random() < self.mix.cancel_ratio) for _ in range(orders)
@@ -239,8 +248,34 @@ class Load:
                 progress.advance(placing)
 
             await asyncio.gather(*(one(i, body, cancel) for i, (body, cancel) in enumerate(plan)))
-            final = await self.wait_terminal(order_ids, within_seconds, progress)
+            if alone:
+                final = await self.read_back_when_idle(set(order_ids))
+            else:
+                final = await self.wait_terminal(order_ids, within_seconds, progress)
         return Result.of(final, order_ids)
+
+    async def _any(self, orders_url: str, status: str) -> bool:
+        reply = await self.request("GET", orders_url, params={"status": status, "limit": 1})
+        return bool(reply.json()["orders"])
+
+    async def read_back_when_idle(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Once no order is in flight, every order of `ids` in its final state."""
+        orders = f"{self.urls['order']}/orders"
+        while True:
+            busy = [await self._any(orders, status) for status in IN_FLIGHT]
+            if not any(busy):
+                break
+            await asyncio.sleep(0.2)
+        final: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            page = (
+                await self.request("GET", orders, params={"limit": 1000, "offset": offset})
+            ).json()["orders"]
+            final |= {o["order_id"]: o for o in page if o["order_id"] in ids}
+            if len(page) < 1000:
+                return final
+            offset += 1000
 
     async def close(self) -> None:
         if self._session is not None:
@@ -271,7 +306,7 @@ def print_summary(result: Result, console: Console) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.load",
+        prog="./saga load",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -287,10 +322,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.orders < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
         parser.error("--orders and --concurrency must be at least 1, --rate above 0")
-    urls = {
-        service: os.environ.get(f"{service.upper()}_URL", f"http://127.0.0.1:{port}")
-        for service, port in (("order", 8001), ("payment", 8002), ("inventory", 8003))
-    }
+    urls = {s.name: os.environ.get(f"{s.name.upper()}_URL", s.default_url) for s in SERVICES}
     console = Console(stderr=args.json)
     load = Load(urls, args.seed, Mix(cancel_ratio=args.cancel_ratio))
 

@@ -3,7 +3,7 @@
     ./saga profile [order] [--orders 1500] [--top 15]
 
 On a stack of its own (one process of each, as `./saga bench`), the named process runs under
-cProfile on the CPU clock (scripts/profiled.py). After a warm-up it places orders at
+cProfile on the CPU clock (scripts/perf/profiled.py). After a warm-up it places orders at
 saturation, then prints that process's own CPU time by package (psycopg, aio-pika, FastAPI...)
 and its costliest functions by their own time. cProfile slows the profiled process two to
 three times: read the shares, not the absolute times.
@@ -21,12 +21,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from scripts.bench import run_orders
-from scripts.stack import PROCESSES, SERVICES, Stack, StackConfig
+from scripts.perf.bench import run_orders
+from scripts.stack import Stack, StackConfig
+from shared.system import PROCESSES
 
 
 class ProfiledStack(Stack):
-    """A stack whose one named process runs under scripts/profiled.py."""
+    """A stack whose one named process runs under scripts/perf/profiled.py."""
 
     def __init__(self, config: StackConfig, profiled: str, output: Path) -> None:
         super().__init__(config)
@@ -36,10 +37,10 @@ class ProfiledStack(Stack):
         command = super().command(name)
         if name != self.profiled:
             return command
-        return [command[0], "-m", "scripts.profiled", str(self.output), *command[1:]]
+        return [command[0], "-m", "scripts.perf.profiled", str(self.output), *command[1:]]
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
@@ -100,7 +101,7 @@ def main() -> int:
     config = StackConfig.isolated("sagaprofile", var_dir)
     print(f"profiling {args.process} on a stack of its own (logs in {config.log_dir})")
     with ProfiledStack(config, args.process, output).running() as stack:
-        urls = {service: config.base_url(service) for service in SERVICES}
+        urls = config.base_urls()
         asyncio.run(run_orders(urls, 300, concurrency=128, rate=None))  # warm-up
         pid = stack.pid_of(args.process)
         assert pid is not None

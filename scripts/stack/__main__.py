@@ -17,8 +17,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from scripts.stack.core import PROCESSES, Stack
 from scripts.stack.follow import follow
+from scripts.stack.processes import Stack
+from shared.system import PROCESSES
 
 
 def main() -> int:
@@ -84,7 +85,7 @@ def _up(stack: Stack, detach: bool) -> int:
     stack.start()
     if detach:
         stack.wait_ready()
-        print(f"stack is up: {_addresses(stack)}; logs in {_relative(stack.config.log_dir)}")
+        print(f"stack is up: {stack.config.addresses()}; logs in {_relative(stack.config.log_dir)}")
         return 0
     stop = threading.Event()
     follower = threading.Thread(
@@ -99,9 +100,7 @@ def _up(stack: Stack, detach: bool) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     try:
         stack.wait_ready()
-        print(
-            "stack is up: order :8001, payment :8002, inventory :8003 (Ctrl-C stops it)", flush=True
-        )
+        print(f"stack is up: {stack.config.addresses()} (Ctrl-C stops it)", flush=True)
     except (RuntimeError, TimeoutError) as exc:
         print(f"start-up failed: {exc}", file=sys.stderr)
         stop.set()
@@ -116,10 +115,6 @@ def _relative(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
-
-
-def _addresses(stack: Stack) -> str:
-    return ", ".join(f"{name} :{port}" for name, port in stack.config.ports.items())
 
 
 def _follow_until_signal(paths: dict, from_start: bool) -> None:

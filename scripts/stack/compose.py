@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 
-from scripts.stack.core import ROOT, StackConfig
+from scripts.stack.config import ROOT, StackConfig
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.chaos.yml")
 # The project name docker-compose.yml gives itself: chaos hits the stack `docker compose up` runs.

@@ -1,8 +1,9 @@
 """Chaos in CI: hundreds of sagas with stock contention while services, relays and the broker
 are killed and frozen at random; zero violations of SPEC.md's invariants.
 
-scripts/chaos.py starts its own stack on its own RabbitMQ node (the broker it kills), drives
-scripts/load.py through the faults, waits for the system to go quiet and runs scripts/check.py.
+scripts/chaos/ starts its own stack on its own RabbitMQ node (the broker it kills), drives
+scripts/perf/load.py through the faults, waits for the system to go quiet and runs
+scripts/ops/check.py.
 """
 
 import json

@@ -11,8 +11,9 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelAccessRefused
 
-from scripts.stack import SERVICES, Stack
+from scripts.stack import Stack
 from shared import topology
+from shared.system import SERVICE_NAMES
 
 
 def connect(stack: Stack, role: str, service: str) -> psycopg.Connection:
@@ -25,7 +26,7 @@ def connect(stack: Stack, role: str, service: str) -> psycopg.Connection:
     )
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_a_service_role_owns_its_database_and_reaches_no_other(stack: Stack, service: str) -> None:
     role = stack.config.role(service)
     assert f"//{role}@" in stack.env_for(service)["DATABASE_URL"]
@@ -46,7 +47,7 @@ def test_a_service_role_owns_its_database_and_reaches_no_other(stack: Stack, ser
             row[0] == role
             for row in conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")
         )
-    for other in SERVICES:
+    for other in SERVICE_NAMES:
         if other != service:
             with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
                 connect(stack, role, other).close()
@@ -60,10 +61,10 @@ def test_the_running_processes_use_their_own_roles(stack: Stack) -> None:
             conn.execute(
                 "SELECT datname, array_agg(DISTINCT usename) FROM pg_stat_activity "
                 "WHERE datname = ANY(%s) AND usename <> %s GROUP BY datname",
-                [[stack.config.database(s) for s in SERVICES], stack.config.pg_user],
+                [[stack.config.database(s) for s in SERVICE_NAMES], stack.config.pg_user],
             ).fetchall()
         )
-    assert users == {stack.config.database(s): [stack.config.role(s)] for s in SERVICES}
+    assert users == {stack.config.database(s): [stack.config.role(s)] for s in SERVICE_NAMES}
 
 
 async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.chaos import Chaos
-from scripts.stack import RELAYS, SERVICES
+from scripts.chaos.faults import Chaos
+from scripts.chaos.targets import BROKER, ComposeTarget
 from scripts.stack.compose import (
     BROKER_CONTAINER,
     COMPOSE_FILES,
@@ -26,7 +26,7 @@ from scripts.stack.compose import (
     Compose,
     ComposeError,
 )
-from scripts.stack.targets import BROKER, ComposeTarget
+from shared.system import RELAYS, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / COMPOSE_FILES[0]).read_text())
@@ -35,7 +35,7 @@ OVERRIDE = yaml.safe_load((ROOT / COMPOSE_FILES[1]).read_text())
 
 def test_the_override_publishes_each_database_on_localhost_and_changes_nothing_else() -> None:
     assert set(OVERRIDE) == {"services"}
-    assert set(OVERRIDE["services"]) == {f"postgres-{service}" for service in SERVICES}
+    assert set(OVERRIDE["services"]) == {f"postgres-{service}" for service in SERVICE_NAMES}
     for service, port in DATABASE_PORTS.items():
         container = OVERRIDE["services"][f"postgres-{service}"]
         assert set(container) == {"ports", "networks"}
@@ -49,14 +49,14 @@ def test_the_override_publishes_each_database_on_localhost_and_changes_nothing_e
 
 def test_every_chaos_component_is_a_container_of_the_compose_file() -> None:
     containers = set(BASE["services"])
-    assert {*SERVICES, *RELAYS, BROKER_CONTAINER} <= containers
-    for name in [*SERVICES, *RELAYS, BROKER_CONTAINER]:
+    assert {*SERVICE_NAMES, *RELAYS, BROKER_CONTAINER} <= containers
+    for name in [*SERVICE_NAMES, *RELAYS, BROKER_CONTAINER]:
         assert BASE["services"][name].get("restart") == "unless-stopped", name
 
 
 def test_the_checker_reaches_what_compose_publishes() -> None:
     config = Compose().config()
-    for service in SERVICES:
+    for service in SERVICE_NAMES:
         assert (
             config.database(service)
             == BASE["services"][f"postgres-{service}"]["environment"]["SERVICE_DB_NAME"]
@@ -128,8 +128,8 @@ def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path)
     chaos.run()
     assert len(chaos.faults) == 3
     hit = [call[-1] for call in map(_without_files, _calls(docker))]
-    assert {BROKER_CONTAINER} <= set(hit) <= {*SERVICES, *RELAYS, BROKER_CONTAINER}
-    assert set(hit) & set(SERVICES) and set(hit) & set(RELAYS)
+    assert {BROKER_CONTAINER} <= set(hit) <= {*SERVICE_NAMES, *RELAYS, BROKER_CONTAINER}
+    assert set(hit) & set(SERVICE_NAMES) and set(hit) & set(RELAYS)
 
 
 def test_a_refusal_from_docker_is_reported_in_its_own_words(docker: Path) -> None:

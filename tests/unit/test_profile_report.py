@@ -1,4 +1,4 @@
-"""scripts/profile.py's report: a CPU profile summed by package and listed by function."""
+"""scripts/perf/profile.py's report: a CPU profile summed by package and listed by function."""
 
 import cProfile
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.profile import package, place, report
+from scripts.perf.profile import package, place, report
 from shared.envelope import decode
 from tests.bodies import order_created_body
 

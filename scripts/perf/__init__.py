@@ -1,0 +1,1 @@
+"""Tools that measure a stack: `./saga load`, `./saga bench`, `./saga profile`."""
