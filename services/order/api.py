@@ -1,19 +1,20 @@
-"""The order service's HTTP API (SPEC.md, "HTTP"). Routes stay thin; the domain decides."""
+"""The order service's HTTP API (SPEC.md, "HTTP"). Routes stay thin: a write builds a command
+for services/order/commands.py and turns its outcome into HTTP; a read reads."""
 
-import hashlib
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from services.order import commands
+from services.order.commands import IdempotencyKeyReused, NotCancellable, PlaceOrder
 from services.order.settings import OrderSettings
-from services.order.state import IN_FLIGHT, TERMINAL, Status, current_status, move
+from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
-from shared.events import Item, OrderCancelled, OrderCreated, items_json
+from shared.events import Item
 from shared.service import DatabaseDep, UnitOfWorkDep
 
 router = APIRouter(tags=["orders"])
@@ -28,13 +29,6 @@ SettingsDep = Annotated[OrderSettings, Depends(_settings)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
 ]
-
-
-class CreateOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: str = Field(min_length=1, max_length=64)
-    items: list[Item] = Field(min_length=1, max_length=50)
 
 
 class OrderOut(BaseModel):
@@ -77,30 +71,6 @@ ORDER_COLUMNS = (
     orders.c.updated_at,
     orders.c.deadline_at,
 )
-
-
-# A repeated Idempotency-Key conflicts and inserts nothing (NULL keys never conflict). The
-# order's first history row is written by the same statement, for the order it created.
-INSERT_ORDER = """
-    WITH created AS (
-        INSERT INTO orders (order_id, customer_id, items, total_cents, status, deadline_at,
-                            idempotency_key, request_fingerprint)
-        VALUES (%(order_id)s, %(customer_id)s, %(items)s::jsonb, %(total_cents)s, %(status)s,
-                %(deadline_at)s, %(idempotency_key)s, %(request_fingerprint)s)
-        ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING order_id, customer_id, items, total_cents, status, reason,
-                  created_at, updated_at, deadline_at
-    ), recorded AS (
-        INSERT INTO order_history (order_id, from_status, to_status)
-        SELECT order_id, NULL, status FROM created
-    )
-    SELECT * FROM created
-"""
-ORDER_OF_KEY = """
-    SELECT order_id, customer_id, items, total_cents, status, reason,
-           created_at, updated_at, deadline_at, request_fingerprint
-    FROM orders WHERE idempotency_key = %(idempotency_key)s
-"""
 ORDER_BY_ID = """
     SELECT order_id, customer_id, items, total_cents, status, reason,
            created_at, updated_at, deadline_at
@@ -110,46 +80,24 @@ ORDER_BY_ID = """
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
 async def create_order(
-    body: CreateOrder,
+    body: PlaceOrder,
     response: Response,
     uow: UnitOfWorkDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    order_id = uuid4()
-    total = sum(item.quantity * item.unit_price_cents for item in body.items)
-    deadline = datetime.now(UTC) + timedelta(seconds=settings.order_deadline_seconds)
     async with uow:
-        row = await uow.sql.first(
-            INSERT_ORDER,
-            order_id=order_id,
-            customer_id=body.customer_id,
-            items=items_json(body.items),
-            total_cents=total,
-            status=Status.PENDING,
-            deadline_at=deadline,
-            idempotency_key=idempotency_key,
-            request_fingerprint=_fingerprint(body) if idempotency_key else None,
-        )
-        if row is None:  # the key was used before: same body, same order; else refuse
-            existing = await uow.sql.first(ORDER_OF_KEY, idempotency_key=idempotency_key)
-            if existing.request_fingerprint != _fingerprint(body):
-                raise HTTPException(422, "Idempotency-Key was already used with another body")
-            response.status_code = 200
-            response.headers["Location"] = f"/orders/{existing.order_id}"
-            return existing._asdict()
-        uow.emit(
-            OrderCreated(
-                order_id=order_id,
-                customer_id=body.customer_id,
-                items=body.items,
-                total_cents=total,
-                deadline_at=deadline,
+        try:
+            placed = await commands.place_order(
+                uow, body, settings.order_deadline_seconds, idempotency_key
             )
-        )
+        except IdempotencyKeyReused:
+            raise HTTPException(422, "Idempotency-Key was already used with another body") from None
         await uow.commit()
-    response.headers["Location"] = f"/orders/{order_id}"
-    return row._asdict()
+    if not placed.created:
+        response.status_code = 200
+    response.headers["Location"] = f"/orders/{placed.order.order_id}"
+    return placed.order._asdict()
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
@@ -200,22 +148,14 @@ async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
 async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -> Any:
     async with uow:
         try:
-            status = await current_status(uow.sql, order_id)
-        except LookupError:
+            _, steps = await commands.cancel_order(uow, order_id, "customer")
+        except UnknownOrder:
             raise HTTPException(404, f"order {order_id} not found") from None
-        if status is Status.CANCELLED:
-            response.status_code = 200
-        elif status in TERMINAL:
-            raise HTTPException(409, f"order {order_id} is {status} and can no longer be cancelled")
-        else:
-            await move(uow.sql, order_id, Status.CANCELLED, reason="customer")
-            uow.emit(OrderCancelled(order_id=order_id, reason="customer"))
-            response.status_code = 202
+        except NotCancellable as refused:
+            raise HTTPException(
+                409, f"order {order_id} is {refused.status} and can no longer be cancelled"
+            ) from None
         row = await uow.sql.first(ORDER_BY_ID, order_id=order_id)
         await uow.commit()
+    response.status_code = 202 if steps else 200
     return row._asdict()
-
-
-def _fingerprint(body: CreateOrder) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,7 +1,8 @@
 """The reaper: cancels in-flight orders past their deadline, so no saga stays stuck.
 
 Safe with several order-service processes: each claims its batch with FOR UPDATE SKIP LOCKED,
-and the state machine's conditional update refuses an order that moved on meanwhile.
+and the state machine's conditional update refuses an order that moved on meanwhile. A cancel
+is the same command a customer's cancel runs (services/order/commands.py).
 """
 
 import asyncio
@@ -10,10 +11,10 @@ import logging
 import sqlalchemy as sa
 from prometheus_client import Gauge
 
-from services.order.state import IN_FLIGHT, Status, describe, move
+from services.order.commands import cancel_order
+from services.order.state import IN_FLIGHT, describe
 from services.order.tables import orders
 from shared.db import Database
-from shared.events import OrderCancelled
 from shared.log import for_order
 from shared.uow import UnitOfWork
 
@@ -35,9 +36,7 @@ async def cancel_overdue(database: Database) -> int:
     async with UnitOfWork(database, "order") as uow:
         overdue = await uow.sql.all(CLAIM_OVERDUE, in_flight=sorted(IN_FLIGHT), batch=BATCH)
         for (order_id,) in overdue:
-            current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason="timeout")
-            if steps:
-                uow.emit(OrderCancelled(order_id=order_id, reason="timeout"))
+            current, steps = await cancel_order(uow, order_id, "timeout")
             for_order(logger, order_id).info(
                 "deadline passed: %s -> OrderCancelled", describe(current, steps)
             )
