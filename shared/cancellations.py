@@ -9,18 +9,10 @@ lock (shared/inbox.py), so they cannot race.
 
 from uuid import UUID
 
-import sqlalchemy as sa
+from shared.db import Sql
 
-from shared.db import TIMESTAMPTZ, Sql
-from shared.outbox import metadata
-
-cancelled_orders = sa.Table(
-    "cancelled_orders",
-    metadata,
-    sa.Column("order_id", sa.Uuid, primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
-)
+# The table is created by shared/migrations.py (`create_cancellations_table`), in payment's and
+# inventory's first migrations.
 
 REMEMBER = """
     INSERT INTO cancelled_orders (order_id, reason) VALUES (%(order_id)s, %(reason)s)

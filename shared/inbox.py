@@ -1,21 +1,10 @@
 """The inbox: ids of the messages whose effect is committed, so a redelivery has no effect."""
 
-import sqlalchemy as sa
-
-from shared.db import TIMESTAMPTZ, Sql
+from shared.db import Sql
 from shared.envelope import Envelope
-from shared.outbox import metadata
 
-inbox = sa.Table(
-    "inbox",
-    metadata,
-    sa.Column("message_id", sa.Uuid, primary_key=True),
-    sa.Column("message_type", sa.Text, nullable=False),
-    sa.Column("received_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
-    sa.Index("inbox_received_at", "received_at"),
-)
-
-
+# The table is created by shared/migrations.py (`create_messaging_tables`).
+#
 # One round trip: take the saga's advisory lock, then record the message id. The lock is taken
 # first (the sub-select runs before the insert), so messages of one saga apply one at a time
 # in this database; a concurrent delivery of the same id waits on the primary key until the

@@ -5,29 +5,13 @@ them. The insert trigger's NOTIFY wakes the relay at commit; it is a hint only, 
 also polls.
 """
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
-
-from shared.db import TIMESTAMPTZ, Sql
+from shared.db import Sql
 from shared.envelope import Envelope
 from shared.events import EVENT_TYPES
 
-metadata = sa.MetaData()
-
+# The table and its NOTIFY trigger are created by shared/migrations.py
+# (`create_messaging_tables`), in every service's first migration.
 NOTIFY_CHANNEL = "outbox"
-
-outbox = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("message_id", sa.Uuid, nullable=False, unique=True),
-    sa.Column("routing_key", sa.Text, nullable=False),
-    sa.Column("body", JSONB, nullable=False),
-    sa.Column("created_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
-    sa.Column("published_at", TIMESTAMPTZ),
-    sa.Index("outbox_pending", "id", postgresql_where=sa.text("published_at IS NULL")),
-)
-
 
 APPEND = """
     INSERT INTO outbox (message_id, routing_key, body)
