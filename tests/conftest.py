@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from scripts.stack import Stack, StackConfig
-from tests.helpers import SagaClient
+from tests.clients.api import SagaClient
 
 # Short retry delays keep the retry tests quick; everything else is the default.
 TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO"}

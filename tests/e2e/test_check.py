@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.check import check, snapshot
+from scripts.ops.check import check, snapshot
 from scripts.stack import Stack, StackConfig
+from tests.clients.api import SagaClient
+from tests.clients.database import sql
 from tests.conftest import TEST_ENV
-from tests.helpers import SagaClient, sql, wait_until
+from tests.polling import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def quiet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def run_check(stack: Stack) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.check", "--prefix", stack.config.database_prefix,
+        [sys.executable, "-m", "scripts.ops.check", "--prefix", stack.config.database_prefix,
          "--amqp-url", stack.config.amqp_url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

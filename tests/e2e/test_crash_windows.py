@@ -6,7 +6,10 @@ Whatever the window, every event is delivered at least once and applied exactly 
 import signal
 
 from scripts.stack import Stack
-from tests.helpers import LogCursor, SagaClient, sql, wait_until
+from tests.clients.api import SagaClient
+from tests.clients.database import sql
+from tests.clients.processes import LogCursor
+from tests.polling import wait_until
 
 
 def pending_outbox(stack: Stack, service: str, order_id: str) -> list[str]:

@@ -5,15 +5,10 @@ import asyncio
 
 from scripts.stack import Stack
 from scripts.stack.instances import free_port
-from tests.helpers import (
-    LogCursor,
-    SagaClient,
-    post_orders,
-    restarted_with,
-    sql,
-    stopped,
-    wait_until,
-)
+from tests.clients.api import SagaClient, post_orders
+from tests.clients.database import sql
+from tests.clients.processes import LogCursor, restarted_with, stopped
+from tests.polling import wait_until
 
 
 def assert_refunded(saga: SagaClient, order_id: str, amount: int, reason: str) -> None:

@@ -6,7 +6,10 @@ from uuid import uuid4
 
 from shared.envelope import wrap
 from shared.events import Item, OrderCreated
-from tests.helpers import LogCursor, SagaClient, broker, post_orders, publish, wait_until
+from tests.clients.api import SagaClient, post_orders
+from tests.clients.broker import broker, publish
+from tests.clients.processes import LogCursor
+from tests.polling import wait_until
 
 
 def test_funded_customer_ordering_stocked_skus_is_confirmed(saga: SagaClient) -> None:

@@ -16,7 +16,10 @@ from shared.events import (
     PaymentFailed,
     PaymentSucceeded,
 )
-from tests.helpers import LogCursor, SagaClient, broker, publish_event, wait_until
+from tests.clients.api import SagaClient
+from tests.clients.broker import broker, publish_event
+from tests.clients.processes import LogCursor
+from tests.polling import wait_until
 
 
 def order_created(order_id: UUID, customer: str, sku: str, cents: int) -> OrderCreated:

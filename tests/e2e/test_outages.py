@@ -14,8 +14,10 @@ import httpx
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.instances import OwnPostgres, OwnRabbitMQ
+from tests.clients.api import SagaClient
+from tests.clients.processes import LogCursor
 from tests.conftest import TEST_ENV
-from tests.helpers import LogCursor, SagaClient, wait_until
+from tests.polling import wait_until
 
 
 def own_stack(var_dir: Path, **config: object) -> Stack:
@@ -110,7 +112,7 @@ def _database_outage_under_load(stack: Stack, saga: SagaClient, postgres: OwnPos
     assert saga.balance(customer) == 1_000_000 - 15 * 100
     assert "dead-lettered" not in payment_log.read()
     listing = subprocess.run(
-        [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url,
+        [sys.executable, "-m", "scripts.ops.dlq", "--amqp-url", stack.config.amqp_url,
          "list", "payment"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -14,13 +14,17 @@ import aio_pika
 
 from scripts.stack import Stack
 from tests.bodies import order_created_body
-from tests.helpers import LogCursor, SagaClient, broker, restarted_with, sql, wait_until
+from tests.clients.api import SagaClient
+from tests.clients.broker import broker
+from tests.clients.database import sql
+from tests.clients.processes import LogCursor, restarted_with
+from tests.polling import wait_until
 
 
 def dlq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the DLQ tool against the test run's vhost."""
     return subprocess.run(
-        [sys.executable, "-m", "scripts.dlq", "--amqp-url", stack.config.amqp_url, *args],
+        [sys.executable, "-m", "scripts.ops.dlq", "--amqp-url", stack.config.amqp_url, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -122,7 +126,7 @@ def test_the_dlq_tool_explains_itself(stack: Stack) -> None:
     refused = dlq(stack, "purge", "payment")
     assert refused.returncode == 1 and "--yes" in refused.stderr
     down = subprocess.run(
-        [sys.executable, "-m", "scripts.dlq", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/",
+        [sys.executable, "-m", "scripts.ops.dlq", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/",
          "list", "payment"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

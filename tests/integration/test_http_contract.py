@@ -4,7 +4,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.helpers import SagaClient, new_id
+from tests.clients.api import SagaClient, new_id
 
 GOOD_LINE = {"sku": "s", "quantity": 1, "unit_price_cents": 100}
 

@@ -1,36 +1,23 @@
 """The outbox at scale: the relay's claim stays an index scan, pruning keeps what it must,
 and the relay's gauges say how far behind it is. Against a scratch database of its own."""
 
-import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
 from relay.relay import CLAIM, pending_rows
-from shared.db import Database
+from shared.db import Database, libpq_url
 from shared.housekeeping import PRUNE_INBOX, PRUNE_OUTBOX, prune
-from shared.migrations import upgrade
+from tests.clients.database import scratch_database
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PUBLISHED_ROWS = 2_000_000
 
 
 @pytest.fixture(scope="module")
 async def scratch() -> AsyncIterator[tuple[str, Database]]:
-    name = f"sagatest_outbox_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    upgrade("payment", url)
-    database = Database(url, pool_size=2)
-    await database.open()
-    try:
-        yield url.replace("+psycopg", ""), database
-    finally:
-        await database.close()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database("payment", pool_size=2) as database:
+        yield libpq_url(database.url), database
 
 
 def run(url: str, statement: str, **params: object) -> list[tuple[object, ...]]:

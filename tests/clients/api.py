@@ -1,39 +1,14 @@
-"""Asserting helpers for tests that drive the running stack through SPEC.md's HTTP API.
-
-Each test makes its own random customers, skus and orders, so tests never depend on empty
-tables or on each other. Waits poll with a deadline; nothing sleeps blindly.
-"""
+"""The services' HTTP APIs (SPEC.md, "HTTP"), through asserting helpers."""
 
 import asyncio
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-import aio_pika
 import httpx
-import psycopg
-from aio_pika.abc import AbstractExchange
 
 from scripts.stack import Stack
-from shared.envelope import Envelope, wrap
-from shared.events import Event
-
-T = TypeVar("T")
-TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
-
-
-def wait_until(check: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+from services.order.state import TERMINAL
+from tests.polling import wait_until
 
 
 def new_id(prefix: str) -> str:
@@ -43,9 +18,7 @@ def new_id(prefix: str) -> str:
 class SagaClient:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        urls = {
-            service: stack.config.base_url(service) for service in ("order", "payment", "inventory")
-        }
+        urls = stack.config.base_urls()
         self.order = httpx.Client(base_url=urls["order"], timeout=10)
         self.payment = httpx.Client(base_url=urls["payment"], timeout=10)
         self.inventory = httpx.Client(base_url=urls["inventory"], timeout=10)
@@ -128,92 +101,6 @@ class SagaClient:
         response = self.inventory.get("/reservations", params={"order_id": order_id})
         assert response.status_code == 200, response.text
         return response.json()["reservations"]
-
-
-class LogCursor:
-    """What a process logged after a point: `cursor = LogCursor(stack, "payment")`, act, then
-    `cursor.read()`."""
-
-    def __init__(self, stack: Stack, name: str) -> None:
-        self.path = stack.log_path(name)
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
-
-    def read(self) -> str:
-        with self.path.open("rb") as log:
-            log.seek(self.offset)
-            return log.read().decode(errors="replace")
-
-    def wait_for(self, text: str, count: int = 1, timeout: float = 15.0) -> str:
-        return wait_until(
-            lambda: out if (out := self.read()).count(text) >= count else None,
-            timeout,
-            f"{count} x {text!r} in {self.path.name}",
-        )
-
-
-def sql(stack: Stack, service: str, query: str, *params: object) -> list[tuple[Any, ...]]:
-    """Reach one service's database directly, as its administrator: to read what the APIs do
-    not show (the outbox), or to corrupt it on purpose. Returns the rows, if any."""
-    url = stack.config.admin_database_url(service).replace("+psycopg", "")
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)  # type: ignore[arg-type]
-        return cursor.fetchall() if cursor.description else []
-
-
-@contextlib.asynccontextmanager
-async def broker(stack: Stack) -> AsyncIterator[AbstractExchange]:
-    """A confirming channel on the run's vhost, for publishing events straight to the exchange."""
-    connection = await aio_pika.connect(stack.config.amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        yield await channel.get_exchange("saga.events")
-    finally:
-        await connection.close()
-
-
-async def publish(exchange: AbstractExchange, envelope: Envelope, routing_key: str) -> None:
-    body = envelope.model_dump_json().encode()
-    message = aio_pika.Message(
-        body,
-        message_id=str(envelope.message_id),
-        correlation_id=str(envelope.correlation_id),
-        type=envelope.type,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
-    await exchange.publish(message, routing_key=routing_key, mandatory=True)
-
-
-async def publish_event(exchange: AbstractExchange, event: Event) -> Envelope:
-    """Publish an event as its producer would, with a fresh message id; return its envelope."""
-    envelope = wrap(event, producer="test", causation_id=None)
-    await publish(exchange, envelope, event.routing_key)
-    return envelope
-
-
-@contextlib.contextmanager
-def stopped(stack: Stack, *names: str) -> Iterator[None]:
-    """Stop processes for the block, start them again after it (whatever happens)."""
-    stack.stop(*names)
-    try:
-        yield
-    finally:
-        stack.start(*names)
-        stack.wait_ready(*names)
-
-
-@contextlib.contextmanager
-def restarted_with(stack: Stack, name: str, **env: str) -> Iterator[None]:
-    """Run one process with extra settings for the block, then as it normally runs."""
-    stack.stop(name)
-    stack.start(name, **env)
-    try:
-        stack.wait_ready(name)
-        yield
-    finally:
-        stack.stop(name)
-        stack.start(name)
-        stack.wait_ready(name)
 
 
 async def post_orders(
