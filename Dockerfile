@@ -2,7 +2,10 @@
 # also `... migrate`) and the three relays (`python -m relay <name>`). docker-compose.yml names
 # the process in each container's command and passes every setting in the environment; nothing
 # secret is in the image.
-FROM python:3.11-slim
+# The base image: the official one unless a build arg names a stand-in (deploy/images/build.sh
+# builds saga-offline/python:3.11 from Debian's packages, for a machine with no image registry).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +18,12 @@ WORKDIR /app
 # The dependencies in their own layer, rebuilt only when pyproject.toml changes, not on every
 # source edit: the list comes straight from [project] dependencies.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+# An optional build secret `pip-ca` is a CA bundle for pip, for a network whose proxy re-signs
+# TLS (docker-compose.yml: SAGA_PIP_CA_FILE); without it pip uses its own CA list. A secret is
+# mounted for its RUN only and never stored in a layer. (No `# syntax=` line: it would pull.)
+RUN --mount=type=secret,id=pip-ca,required=false \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -23,7 +31,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY shared/ shared/
 COPY services/ services/
 COPY relay/ relay/
-RUN pip install --no-deps . \
+# pip fetches the build backend (setuptools) here too: the same optional secret.
+RUN --mount=type=secret,id=pip-ca,required=false \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --no-deps . \
     && rm -rf build *.egg-info \
     && python -m compileall -q shared services relay
 

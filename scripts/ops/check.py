@@ -1,6 +1,6 @@
 """Check SPEC.md's invariants over the whole system: the three databases and the broker.
 
-    python -m scripts.ops.check [--prefix saga] [--allow-dlq 0] [--json]
+    ./saga check [--prefix saga] [--allow-dlq 0] [--json]
 
 Run it once the system has gone quiet. Each invariant prints how many things it checked and
 names every order (or customer, sku, queue) that breaks it; the exit status is 1 if anything
@@ -279,20 +279,25 @@ def report(invariants: list[Invariant], as_json: bool = False) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.ops.check",
+        prog="./saga check",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--prefix", default="saga", help="database names are PREFIX_order, ...")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--amqp-url", default=None, help="default: the local broker, vhost /")
+    # The stack is the one the SAGA_* settings name (scripts/stack/config.py, `from_env`): by
+    # default the local one; SAGA_TARGET=compose (or `./saga compose check`) the compose stack.
+    parser.add_argument("--prefix", help="database names are PREFIX_order, ...")
+    parser.add_argument("--pg-host")
+    parser.add_argument("--pg-port", type=int)
+    parser.add_argument("--amqp-url", help="default: the stack's broker, as its administrator")
     parser.add_argument(
         "--allow-dlq", type=int, default=0, help="messages a DLQ may hold (injected poison)"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    config = StackConfig(database_prefix=args.prefix, pg_host=args.pg_host, pg_port=args.pg_port)
+    config = StackConfig.from_env()
+    config.database_prefix = args.prefix or config.database_prefix
+    config.pg_host = args.pg_host or config.pg_host
+    config.pg_port = args.pg_port or config.pg_port
     if args.amqp_url:
         config = config.with_amqp_url(args.amqp_url)
     try:

@@ -8,8 +8,8 @@
 
 A replayed message keeps its message_id, so a service that did apply it meanwhile drops it as a
 duplicate. It goes straight to the service's own work queue, not through the exchange, so no
-other service sees it again (shared/dead_letters.py). AMQP_URL (or --amqp-url) says which broker
-and vhost.
+other service sees it again (shared/dead_letters.py). The broker is the stack's (the SAGA_*
+settings, scripts/stack/config.py), or AMQP_URL, or --amqp-url.
 """
 
 import argparse
@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 
 import aio_pika
 
+from scripts.stack import StackConfig
 from shared.dead_letters import Letter, read_letters, replay
-from shared.settings import CommonSettings
 from shared.system import SERVICE_NAMES
 from shared.topology import dead_letter_queue, work_queue
 
@@ -115,7 +115,11 @@ def main() -> int:
         prog="./saga dlq", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", CommonSettings().amqp_url))
+    parser.add_argument(
+        "--amqp-url",
+        default=os.environ.get("AMQP_URL") or StackConfig.from_env().amqp_url,
+        help="default: AMQP_URL, or the stack's broker as its administrator",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("list", "show", "replay", "purge"):
         command = commands.add_parser(name)

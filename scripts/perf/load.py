@@ -7,8 +7,9 @@ some customers are short of funds, some skus run out, some orders the customer c
 with an Idempotency-Key so a POST that met a dead order service is retried without doubling
 the order; waits until every order is terminal; then prints throughput (sagas/s), latency
 p50/p95/p99 from the POST to the terminal state (as the order's own timestamps record it) and
-the outcome counts. The stack's addresses come from ORDER_URL, PAYMENT_URL, INVENTORY_URL
-(defaults: SPEC.md's addresses, http://127.0.0.1:8001, :8002, :8003).
+the outcome counts. The stack is the one `./saga up` runs, or the one the SAGA_* settings name
+(SAGA_ORDER_HOST_PORT..., SAGA_TARGET=compose: scripts/stack/config.py); ORDER_URL, PAYMENT_URL
+and INVENTORY_URL name any other.
 """
 
 import argparse
@@ -29,8 +30,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from scripts.stack import StackConfig
 from services.order.state import IN_FLIGHT, TERMINAL
-from shared.system import SERVICES
+from shared.system import SERVICE_NAMES
 
 # A service killed or frozen mid-request: refused, reset, cut off mid-body, or timed out.
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
@@ -322,7 +324,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.orders < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
         parser.error("--orders and --concurrency must be at least 1, --rate above 0")
-    urls = {s.name: os.environ.get(f"{s.name.upper()}_URL", s.default_url) for s in SERVICES}
+    urls = StackConfig.from_env().base_urls() | {
+        name: url for name in SERVICE_NAMES if (url := os.environ.get(f"{name.upper()}_URL"))
+    }
     console = Console(stderr=args.json)
     load = Load(urls, args.seed, Mix(cancel_ratio=args.cancel_ratio))
 

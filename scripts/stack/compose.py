@@ -1,23 +1,62 @@
-"""docker compose as the chaos target (`./saga chaos --target compose`).
+"""docker compose: the stack of docker-compose.yml, for `./saga compose`, chaos and the tests.
 
-The same faults as on the no-Docker stack, the way Docker gives them: `docker compose kill
---signal SIGKILL` and `start` for a crash, `pause` and `unpause` (the cgroup freezer, SIGSTOP for
-a whole container) for a partition. Load and checker run on the host, through the ports
-docker-compose.yml publishes and those docker-compose.chaos.yml adds for the three databases.
+- Every host port the stack publishes is a setting whose default is the usual port
+  (`HOST_PORTS`; SAGA_AMQP_HOST_PORT and the like), read by docker-compose.yml, by the tools
+  (scripts/stack/config.py) and here; a port in use is refused before anything starts.
+- Every image is a setting too; where no registry answers, stand-ins are built from Debian's
+  packages (scripts/stack/images.py).
+- `up` waits until every container is healthy; one that never gets there is named, with its
+  last log lines.
+- Chaos hits it the way Docker gives faults: `kill --signal SIGKILL` and `start` for a crash,
+  `pause` and `unpause` (the cgroup freezer) for a partition. Its checker reads the databases
+  through the ports docker-compose.chaos.yml adds.
 """
 
+import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from scripts.stack import images
 from scripts.stack.config import ROOT, StackConfig
+from shared.system import SERVICES
 
-COMPOSE_FILES = ("docker-compose.yml", "docker-compose.chaos.yml")
-# The project name docker-compose.yml gives itself: chaos hits the stack `docker compose up` runs.
+BASE_FILE, CHAOS_FILE = "docker-compose.yml", "docker-compose.chaos.yml"
+COMPOSE_FILES = (BASE_FILE, CHAOS_FILE)
+# The project name docker-compose.yml gives itself: `./saga compose` and chaos hit the stack
+# `docker compose up` runs, unless told another (a test's own).
 PROJECT = "saga"
 BROKER_CONTAINER = "rabbitmq"
-# Published by docker-compose.chaos.yml, for the checker.
-DATABASE_PORTS = {"order": 5433, "payment": 5434, "inventory": 5435}
+WAIT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class HostPort:
+    variable: str
+    default: int
+    what: str
+
+    def of(self, env: Mapping[str, str]) -> int:
+        return int(env.get(self.variable) or self.default)
+
+
+AMQP_PORT = HostPort("SAGA_AMQP_HOST_PORT", 5672, "RabbitMQ's AMQP")
+MANAGEMENT_PORT = HostPort("SAGA_MANAGEMENT_HOST_PORT", 15672, "RabbitMQ's management UI")
+API_PORTS = {
+    s.name: HostPort(f"SAGA_{s.name.upper()}_HOST_PORT", s.port, f"the {s.name} API")
+    for s in SERVICES
+}
+# Published only by docker-compose.chaos.yml, for the checker on the host.
+DATABASE_PORTS = {
+    s.name: HostPort(f"SAGA_{s.name.upper()}_DB_HOST_PORT", 5433 + i, f"the {s.name} database")
+    for i, s in enumerate(SERVICES)
+}
+HOST_PORTS = (AMQP_PORT, MANAGEMENT_PORT, *API_PORTS.values(), *DATABASE_PORTS.values())
 
 
 class ComposeError(RuntimeError):
@@ -25,24 +64,67 @@ class ComposeError(RuntimeError):
 
 
 class Compose:
-    def __init__(self, project: str = PROJECT) -> None:
-        self.project = project
+    def __init__(
+        self,
+        project: str | None = None,
+        env: Mapping[str, str] | None = None,
+        files: tuple[str, ...] = COMPOSE_FILES,
+    ) -> None:
+        self.env = {**os.environ, **(env or {})}
+        self.project = project or self.env.get("COMPOSE_PROJECT_NAME") or PROJECT
+        self.files = files
 
-    def run(self, *args: str, check: bool = True) -> str:
-        """Run `docker compose` with both files; a failure raises with Docker's own words."""
+    def run(self, *args: str, check: bool = True, timeout: float | None = None) -> str:
+        """Run `docker compose` with this stack's files; a failure raises in Docker's words."""
         if shutil.which("docker") is None:
-            raise ComposeError("docker is not installed here; use the no-Docker target instead")
-        files = [arg for name in COMPOSE_FILES for arg in ("--file", str(ROOT / name))]
+            raise ComposeError("docker is not installed here; use the no-Docker stack: ./saga up")
+        files = [arg for name in self.files for arg in ("--file", str(ROOT / name))]
         command = ["docker", "compose", "--project-name", self.project, *files, *args]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()
             raise ComposeError(f"`docker compose {' '.join(args)}` failed: {' '.join(said[-3:])}")
         return done.stdout
 
+    def ensure_engine(self) -> None:
+        if shutil.which("docker") is None:
+            raise ComposeError("docker is not installed here; use the no-Docker stack: ./saga up")
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True, text=True, env=self.env, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise ComposeError(
+                f"no Docker engine answers ({said[-1] if said else 'docker info failed'}); "
+                "start one (dockerd), or use the no-Docker stack: ./saga up"
+            )
+
     def up(self) -> None:
-        """Build, (re)create what changed and wait until every container is healthy."""
-        self.run("up", "--detach", "--build", "--wait")
+        """Images resolved, ports checked, then build, create what changed and wait until every
+        container is healthy (one-shot jobs: exited 0)."""
+        self.ensure_engine()
+        self.env |= images.resolve(self.env)
+        self._check_ports()
+        try:
+            self.run("up", "--detach", "--build", "--wait", "--wait-timeout", str(WAIT_SECONDS))
+        except ComposeError as exc:
+            raise ComposeError(f"{exc}\n{self._diagnose()}".rstrip()) from None
+
+    def down(self, volumes: bool = False) -> None:
+        self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+
+    def ps(self) -> list[dict[str, Any]]:
+        """Every container of the project, running or not, as `docker compose ps` says."""
+        out = self.run("ps", "--all", "--format", "json").strip()
+        if out.startswith("["):  # older compose: one array; newer: one object per line
+            return list(json.loads(out))
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def logs(self, container: str, tail: int = 15) -> str:
+        return self.run("logs", "--no-color", "--tail", str(tail), container, check=False)
 
     def kill(self, container: str) -> None:
         self.run("kill", "--signal", "SIGKILL", container)
@@ -51,7 +133,16 @@ class Compose:
         self.run("start", container)
 
     def pause(self, container: str) -> None:
-        self.run("pause", container)
+        # runc's cgroup-v1 freezer gives up on a busy container now and then ("unable to
+        # freeze"); a moment later it takes.
+        for attempt in range(5):
+            try:
+                self.run("pause", container)
+                return
+            except ComposeError as exc:
+                if "unable to freeze" not in str(exc) or attempt == 4:
+                    raise
+            time.sleep(0.2)
 
     def unpause(self, container: str) -> None:
         self.run("unpause", container)
@@ -67,12 +158,59 @@ class Compose:
         The administrators' passwords are docker-compose.yml's defaults unless the same
         variables say otherwise; libpq takes the database one from PGPASSWORD.
         """
-        os.environ.setdefault(
-            "PGPASSWORD", os.environ.get("POSTGRES_PASSWORD", "postgres-dev-password")
-        )
+        env = self.env
+        os.environ.setdefault("PGPASSWORD", env.get("POSTGRES_PASSWORD", "postgres-dev-password"))
         return StackConfig(
             database_prefix="saga",
-            pg_ports=dict(DATABASE_PORTS),
-            amqp_user=os.environ.get("RABBITMQ_DEFAULT_USER", "saga-admin"),
-            amqp_password=os.environ.get("RABBITMQ_DEFAULT_PASS", "admin-dev-password"),
+            pg_ports={name: port.of(env) for name, port in DATABASE_PORTS.items()},
+            amqp_port=AMQP_PORT.of(env),
+            amqp_user=env.get("RABBITMQ_DEFAULT_USER", "saga-admin"),
+            amqp_password=env.get("RABBITMQ_DEFAULT_PASS", "admin-dev-password"),
+            ports={name: port.of(env) for name, port in API_PORTS.items()},
         )
+
+    def _check_ports(self) -> None:
+        """Refuse a host port that something else holds, naming its setting. Ports this
+        project's own containers publish are fine: `up` is run again on a running stack."""
+        ours = {
+            publisher.get("PublishedPort")
+            for container in (self.ps() if self._exists() else [])
+            for publisher in container.get("Publishers") or []
+        }
+        published = HOST_PORTS if CHAOS_FILE in self.files else HOST_PORTS[: -len(DATABASE_PORTS)]
+        for port in published:
+            number = port.of(self.env)
+            if number not in ours and not _free(number):
+                raise ComposeError(
+                    f"port {number} on 127.0.0.1 ({port.what}, {port.variable}) is in use; "
+                    f"set {port.variable} to a free port"
+                )
+
+    def _exists(self) -> bool:
+        return bool(self.run("ps", "--all", "--quiet", check=False).strip())
+
+    def _diagnose(self) -> str:
+        """Each container that is not running and healthy (or, one-shot, exited 0), with its
+        last log lines."""
+        lines = []
+        for container in self.ps():
+            state, health = container.get("State"), container.get("Health") or ""
+            exited_well = state == "exited" and container.get("ExitCode") == 0
+            if exited_well or (state == "running" and health in ("", "healthy")):
+                continue
+            name = container.get("Service") or container.get("Name")
+            lines.append(f"{name} is {state}{f' ({health})' if health else ''}; its last lines:")
+            lines += [f"  {line}" for line in self.logs(str(name)).splitlines()[-15:]]
+        return "\n".join(lines)
+
+
+def _free(port: int) -> bool:
+    """Whether a server could listen on the port now: connections of the past (TIME_WAIT)
+    do not hold it, a listener does."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -39,15 +39,21 @@ class StackConfig:
 
     @classmethod
     def from_env(cls) -> "StackConfig":
-        """The defaults, or another stack named by SAGA_* variables (see `to_env`): how the
-        command line, and the README walkthrough the tests replay, reach a test's stack."""
+        """The stack the tools work on: the defaults, another no-Docker stack named by SAGA_*
+        variables (see `to_env`; how the README walkthrough the tests replay reaches a test's
+        stack), or, with SAGA_TARGET=compose, the docker compose stack (its own SAGA_*_HOST_PORT
+        settings, scripts/stack/compose.py)."""
         env = os.environ
+        if env.get("SAGA_TARGET") == "compose":
+            from scripts.stack.compose import Compose  # compose builds on this module
+
+            return Compose().config()
         config = cls()
         config.database_prefix = env.get("SAGA_DATABASE_PREFIX", config.database_prefix)
         config.vhost = env.get("SAGA_VHOST", config.vhost)
         config.var_dir = Path(env.get("SAGA_VAR_DIR", config.var_dir))
         for service in SERVICE_NAMES:
-            if port := env.get(f"SAGA_{service.upper()}_PORT"):
+            if port := env.get(f"SAGA_{service.upper()}_HOST_PORT"):
                 config.ports[service] = int(port)
         return config
 

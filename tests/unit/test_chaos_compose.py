@@ -8,24 +8,31 @@ containers, with both compose files."""
 import json
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from scripts.chaos.faults import Chaos
+from scripts.chaos.faults import ROUND, Chaos
 from scripts.chaos.targets import BROKER, ComposeTarget
 from scripts.stack.compose import (
+    AMQP_PORT,
+    API_PORTS,
     BROKER_CONTAINER,
     COMPOSE_FILES,
     DATABASE_PORTS,
+    HOST_PORTS,
     Compose,
     ComposeError,
 )
+from scripts.stack.images import IMAGES
+from scripts.stack.instances import free_port
 from shared.system import RELAYS, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +46,7 @@ def test_the_override_publishes_each_database_on_localhost_and_changes_nothing_e
     for service, port in DATABASE_PORTS.items():
         container = OVERRIDE["services"][f"postgres-{service}"]
         assert set(container) == {"ports", "networks"}
-        assert container["ports"] == [f"127.0.0.1:{port}:5432"]
+        assert container["ports"] == [f"127.0.0.1:${{{port.variable}:-{port.default}}}:5432"]
         # Compose appends sequences: the database keeps its own network and gains `public`,
         # the only network that is not internal and so can carry a published port.
         merged = BASE["services"][f"postgres-{service}"]["networks"] + container["networks"]
@@ -54,17 +61,37 @@ def test_every_chaos_component_is_a_container_of_the_compose_file() -> None:
         assert BASE["services"][name].get("restart") == "unless-stopped", name
 
 
+def test_every_published_host_port_is_a_setting_with_the_usual_port_as_default() -> None:
+    settings = {port.variable: port.default for port in HOST_PORTS}
+    published = [
+        str(port).rsplit(":", 1)[0]
+        for spec in (BASE, OVERRIDE)
+        for container in spec["services"].values()
+        for port in container.get("ports", [])
+    ]
+    assert published, "nothing published?"
+    found = {}
+    for host in published:
+        match = re.fullmatch(r"127\.0\.0\.1:\$\{(SAGA_\w+_HOST_PORT):-(\d+)\}", host)
+        assert match, f"{host}: a host port must be 127.0.0.1:${{SAGA_..._HOST_PORT:-default}}"
+        found[match[1]] = int(match[2])
+    assert found == settings
+
+
 def test_the_checker_reaches_what_compose_publishes() -> None:
-    config = Compose().config()
+    config = Compose(env={port.variable: "" for port in HOST_PORTS}).config()
     for service in SERVICE_NAMES:
         assert (
             config.database(service)
             == BASE["services"][f"postgres-{service}"]["environment"]["SERVICE_DB_NAME"]
         )
-        assert config.pg_port_of(service) == DATABASE_PORTS[service]
+        assert config.pg_port_of(service) == DATABASE_PORTS[service].default
         published = BASE["services"][service]["ports"]
-        assert published == [f"127.0.0.1:{config.ports[service]}:{config.ports[service]}"]
-    assert "127.0.0.1:5672:5672" in BASE["services"][BROKER_CONTAINER]["ports"]
+        port = API_PORTS[service]
+        assert published == [f"127.0.0.1:${{{port.variable}:-{port.default}}}:{port.default}"]
+        assert config.ports[service] == port.default
+    moved = Compose(env={API_PORTS["order"].variable: "18001", AMQP_PORT.variable: "35672"})
+    assert (moved.config().ports["order"], moved.config().amqp_port) == (18001, 35672)
     admin = BASE["services"][BROKER_CONTAINER]["environment"]
     assert f"${{RABBITMQ_DEFAULT_USER:-{config.amqp_user}}}" == admin["RABBITMQ_DEFAULT_USER"]
     assert f"${{RABBITMQ_DEFAULT_PASS:-{config.amqp_password}}}" == admin["RABBITMQ_DEFAULT_PASS"]
@@ -91,7 +118,19 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
+    """The compose commands that changed something, in order (not `docker info`, nor `ps`)."""
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return [call for call in calls if call[0] == "compose" and "ps" not in call]
+
+
+def _compose() -> Compose:
+    """The stack on free ports, its images named: `up` asks no registry and finds no port taken."""
+    return Compose(
+        env={
+            **{port.variable: str(free_port()) for port in HOST_PORTS},
+            **{image.variable: image.official for image in IMAGES},
+        }
+    )
 
 
 def _without_files(call: list[str]) -> list[str]:
@@ -103,7 +142,8 @@ def _without_files(call: list[str]) -> list[str]:
 
 
 def test_faults_become_docker_compose_kill_start_pause_unpause(docker: Path) -> None:
-    target = ComposeTarget(Compose(), Compose().config())
+    compose = _compose()
+    target = ComposeTarget(compose, compose.config())
     chaos = Chaos(target, random.Random(3), seconds=0)
     chaos.inject("payment", "kill", pause=0)
     chaos.inject("order-relay", "freeze", pause=0)
@@ -117,16 +157,22 @@ def test_faults_become_docker_compose_kill_start_pause_unpause(docker: Path) -> 
         ["kill", "--signal", "SIGKILL", "rabbitmq"],
         ["start", "rabbitmq"],
         ["unpause"],
-        ["up", "--detach", "--build", "--wait"],
+        ["up", "--detach", "--build", "--wait", "--wait-timeout", "300"],
     ]
 
 
 def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path) -> None:
-    target = ComposeTarget(Compose(), Compose().config())
-    # No time at all: the first round, one fault of each kind, runs whole all the same.
-    chaos = Chaos(target, random.Random(7), seconds=0, gap_range=(0, 0), pause_range=(0, 0))
+    compose = _compose()
+    target = ComposeTarget(compose, compose.config())
+    # No time at all: the planned rounds, every kind of fault once each, run whole all the same.
+    chaos = Chaos(
+        target, random.Random(7), seconds=0, gap_range=(0, 0), pause_range=(0, 0), rounds=3
+    )
     chaos.run()
-    assert len(chaos.faults) == 3
+    assert len(chaos.faults) == 3 * len(ROUND)
+    done = Counter((fault.target.partition(".")[0], fault.action) for fault in chaos.faults)
+    assert done[(BROKER, "kill")] == 3
+    assert sum(n for (name, action), n in done.items() if action == "freeze") == 6
     hit = [call[-1] for call in map(_without_files, _calls(docker))]
     assert {BROKER_CONTAINER} <= set(hit) <= {*SERVICE_NAMES, *RELAYS, BROKER_CONTAINER}
     assert set(hit) & set(SERVICE_NAMES) and set(hit) & set(RELAYS)

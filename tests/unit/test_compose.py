@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from relay.settings import RelaySettings
+from scripts.stack.images import IMAGES
 from shared.settings import CommonSettings
 from shared.system import SERVICE_NAMES
 from shared.system import SERVICES as SYSTEM
@@ -333,7 +334,11 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_the_image_runs_as_a_user_and_installs_dependencies_before_the_source() -> None:
     instructions = _dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    # The official image unless a build arg names a stand-in (deploy/images/).
+    assert instructions[:2] == [
+        ("ARG", "PYTHON_IMAGE=python:3.11-slim"),
+        ("FROM", "${PYTHON_IMAGE}"),
+    ]
     users = [args for instruction, args in instructions if instruction == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     copies = [args.split() for instruction, args in instructions if instruction == "COPY"]
@@ -353,3 +358,13 @@ def test_each_broker_user_may_touch_only_its_own_queues() -> None:
         if kind in ("api", "relay"):
             # With narrowed permissions, declaring the whole topology would be refused.
             assert _env(name)["DECLARE_TOPOLOGY"] == "own", name
+
+
+def test_every_image_is_a_setting_whose_default_is_the_official_image() -> None:
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings = {image.variable: image.official for image in IMAGES}
+    named = {raw["x-postgres"]["image"], raw["services"]["rabbitmq"]["image"]}
+    named.add(raw["x-image"]["build"]["args"]["PYTHON_IMAGE"])
+    assert named == {f"${{{variable}:-{official}}}" for variable, official in settings.items()}
+    # The stand-ins never carry an official image's name.
+    assert not {image.stand_in for image in IMAGES} & set(settings.values())

@@ -1,0 +1,93 @@
+"""The images docker-compose.yml runs, each a setting whose default is the official image; and,
+for a machine where no registry answers, stand-ins built from Debian's packages.
+
+`resolve` keeps every image the environment names, and every official image this engine has or
+can pull. For the others it builds the stand-in (deploy/images/build.sh: debootstrap, then
+images that keep the contract of the official one this project relies on) and names it in the
+image's setting. A stand-in never carries an official image's name.
+"""
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.stack.config import ROOT
+
+BUILD_SCRIPT = ROOT / "deploy" / "images" / "build.sh"
+# The system's CA bundle: on a machine behind a proxy that re-signs TLS it is what lets pip reach
+# PyPI inside a build (docker-compose.yml's build secret); elsewhere it does no harm.
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PULL_TIMEOUT_SECONDS = 300
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Image:
+    variable: str  # the setting docker-compose.yml reads
+    official: str
+    stand_in: str
+    target: str  # build.sh's target for the stand-in
+
+
+IMAGES = (
+    Image("SAGA_PYTHON_IMAGE", "python:3.11-slim", "saga-offline/python:3.11", "python"),
+    Image("SAGA_POSTGRES_IMAGE", "postgres:15", "saga-offline/postgres:15", "postgres"),
+    Image("SAGA_RABBITMQ_IMAGE", "rabbitmq:4.1-management", "saga-offline/rabbitmq:4", "rabbitmq"),
+)
+
+
+def resolve(env: Mapping[str, str], say: Callable[[str], None] = print) -> dict[str, str]:
+    """The settings to run docker-compose.yml with on this engine: every image it can run, and
+    the CA bundle for pip."""
+    settings: dict[str, str] = {}
+    for image in IMAGES:
+        if env.get(image.variable):
+            continue
+        if _present(image.official) or _pulled(image.official):
+            continue
+        if not _present(image.stand_in):
+            say(f"no registry gives {image.official}: building {image.stand_in} (Debian packages)")
+            build(image.target)
+        settings[image.variable] = image.stand_in
+    if not env.get("SAGA_PIP_CA_FILE") and SYSTEM_CA_BUNDLE.exists():
+        settings["SAGA_PIP_CA_FILE"] = str(SYSTEM_CA_BUNDLE)
+    return settings
+
+
+def build(*targets: str) -> None:
+    """Build stand-ins with deploy/images/build.sh (root, debootstrap and an engine needed)."""
+    if os.geteuid() != 0:
+        raise ImageError(
+            f"building the stand-in images needs root (debootstrap): sudo {BUILD_SCRIPT}"
+        )
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), *targets], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()[-15:]
+        raise ImageError(
+            f"the stand-in images ({', '.join(targets)}) could not be built:\n  "
+            + "\n  ".join(said)
+        )
+
+
+def _present(name: str) -> bool:
+    return _docker("image", "inspect", name).returncode == 0
+
+
+def _pulled(name: str) -> bool:
+    try:
+        return _docker("pull", "--quiet", name, timeout=PULL_TIMEOUT_SECONDS).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
