@@ -5,10 +5,11 @@
 
 While scripts/perf/load.py places orders, it repeatedly picks a component (a service, a relay, the
 broker) and either kills it (SIGKILL) and starts it again after a random pause, or freezes it
-(SIGSTOP, then SIGCONT), standing in for a partition. The first faults cover every kind of
-component; the rest are drawn from the seed (scripts/chaos/faults.py). At the end it waits for
-the system to go quiet, runs scripts/ops/check.py, and prints the faults, the sagas by outcome
-and the invariants; the exit status is 1 on any violation.
+(SIGSTOP, then SIGCONT), standing in for a partition. The first --rounds rounds inject every
+kind of fault once each; the rest are drawn from the seed (scripts/chaos/faults.py). At the end
+it waits for the system to go quiet, runs scripts/ops/check.py, and prints the faults, the sagas
+by outcome and the invariants; the exit status is 1 on any violation, and on any fault the
+target refused.
 
 Two targets:
 - `local` (the default): a stack of its own, on its own PostgreSQL cluster and RabbitMQ node
@@ -91,6 +92,10 @@ def main() -> int:
         help="local: a no-Docker stack of its own; compose: the docker compose stack",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="how many rounds of every kind of fault come first, whatever --seconds says",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -149,7 +154,7 @@ def inflict(
     target: Target, args: argparse.Namespace, console: Console
 ) -> tuple[Chaos, Result, list[Invariant]]:
     """Load and faults together, then everything back up and the system left to go quiet."""
-    chaos = Chaos(target, random.Random(args.seed), args.seconds)
+    chaos = Chaos(target, random.Random(args.seed), args.seconds, rounds=args.rounds)
     load = Load(target.config.base_urls(), args.seed, Mix(scarce_units=20))
     injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
 
@@ -180,6 +185,8 @@ def summarize(
     console: Console,
 ) -> int:
     faults = Counter(f"{fault.action} {fault.target.partition('.')[0]}" for fault in chaos.faults)
+    # A fault the target refused makes the run prove less than it says: it fails too.
+    failed = [fault for fault in chaos.faults if fault.error]
     if args.json:
         print(json.dumps({
             "seed": args.seed,
@@ -191,13 +198,15 @@ def summarize(
                 for i in invariants
             ],
         }, indent=2))  # fmt: skip
-        return 1 if any(i.violations for i in invariants) else 0
+        return 1 if failed or any(i.violations for i in invariants) else 0
     console.print(
         f"{len(chaos.faults)} faults injected: "
         + ", ".join(f"{n} x {k}" for k, n in sorted(faults.items()))
     )
+    for fault in failed:
+        console.print(f"[red]not injected:[/red] {fault.action} {fault.target}: {fault.error}")
     print_summary(result, console)
-    return report(invariants)
+    return max(report(invariants), 1 if failed else 0)
 
 
 if __name__ == "__main__":
