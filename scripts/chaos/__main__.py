@@ -14,8 +14,9 @@ target refused.
 Two targets:
 - `local` (the default): a stack of its own, on its own PostgreSQL cluster and RabbitMQ node
   (so the broker it kills is its own and the machine's are never touched), its own databases
-  and ports. With --replicas 2 every service and relay runs twice (competing consumers, two
-  relays per database), and faults hit either copy.
+  and ports. With --broker container that node is RabbitMQ 4 in a container, the broker
+  docker-compose.yml runs. With --replicas 2 every service and relay runs twice (competing
+  consumers, two relays per database), and faults hit either copy.
 - `compose`: the docker compose stack, brought up with docker-compose.chaos.yml laid over
   docker-compose.yml (scripts/stack/compose.py); `docker compose kill --signal SIGKILL` and
   `start`, `pause` and `unpause`. It is left running at the end, for a look at its logs.
@@ -42,12 +43,12 @@ from scripts.ops.check import Invariant, check, report, snapshot
 from scripts.perf.load import Load, Mix, Result, print_summary
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import Compose, ComposeError
-from scripts.stack.instances import OwnPostgres, OwnRabbitMQ, free_port
+from scripts.stack.instances import Broker, OwnPostgres, free_port, own_broker
 from shared.system import PROCESSES, SERVICE_NAMES
 
 
 def build_stack(
-    replicas: int, var_dir: Path, rabbit: OwnRabbitMQ, postgres: OwnPostgres
+    replicas: int, var_dir: Path, rabbit: Broker, postgres: OwnPostgres
 ) -> tuple[Stack, list[str]]:
     """The chaos stack, and the names of the second copies to start beside the first."""
     config = StackConfig.isolated(
@@ -93,6 +94,11 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--broker", choices=["local", "container"], default="local",
+        help="the local target's broker: a node of this machine's RabbitMQ, or RabbitMQ 4 in a "
+        "container (the image compose runs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="how many rounds of every kind of fault come first, whatever --seconds says",
     )  # fmt: skip
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def run_locally(args: argparse.Namespace, console: Console) -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="saga-chaos-"))
-    rabbit, postgres = OwnRabbitMQ(var_dir / "rabbitmq"), OwnPostgres()
+    rabbit, postgres = own_broker(args.broker, var_dir / "rabbitmq"), OwnPostgres()
     console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
     rabbit.start()
     postgres.start()

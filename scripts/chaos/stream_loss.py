@@ -1,6 +1,6 @@
 """Does the broker keep, in a stream, every publish it confirmed across restarts?
 
-    python -m scripts.chaos.stream_loss [--restarts 5] [--no-wait]
+    python -m scripts.chaos.stream_loss [--restarts 5] [--no-wait] [--broker local|container]
 
 The experiment behind the relays' wait for the audit stream (shared/topology.py,
 `wait_for_audit_stream`). On a RabbitMQ node of its own it binds a quorum queue and a stream to
@@ -21,7 +21,7 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from scripts.stack.instances import OwnRabbitMQ
+from scripts.stack.instances import Broker, own_broker
 from shared.audit import read_audit
 from shared.topology import AUDIT_ARGUMENTS, AUDIT_STREAM, wait_for_audit_stream
 
@@ -80,7 +80,7 @@ async def _close_quietly(connection: AbstractConnection) -> None:
         return
 
 
-async def experiment(rabbit: OwnRabbitMQ, restarts: int, wait: bool) -> tuple[int, int]:
+async def experiment(rabbit: Broker, restarts: int, wait: bool) -> tuple[int, int]:
     url = f"amqp://guest:guest@127.0.0.1:{rabbit.port}/"
     await declare(url)
     confirmed: list[str] = []
@@ -108,11 +108,15 @@ def main() -> None:
     )
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--no-wait", action="store_true", help="publish without waiting")
+    parser.add_argument(
+        "--broker", choices=["local", "container"], default="local",
+        help="a node of this machine's RabbitMQ, or RabbitMQ 4 in a container",
+    )  # fmt: skip
     args = parser.parse_args()
     # The client libraries report every killed connection at length; the counts are the point.
     for noisy in ("asyncio", "aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    rabbit = OwnRabbitMQ(Path(tempfile.mkdtemp(prefix="saga-stream-loss-")))
+    rabbit = own_broker(args.broker, Path(tempfile.mkdtemp(prefix="saga-stream-loss-")))
     rabbit.start()
     try:
         confirmed, missing = asyncio.run(experiment(rabbit, args.restarts, not args.no_wait))

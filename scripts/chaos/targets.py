@@ -11,7 +11,7 @@ from typing import Protocol
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import BROKER_CONTAINER, Compose
-from scripts.stack.instances import OwnRabbitMQ
+from scripts.stack.instances import Broker
 from shared.system import PROCESSES
 
 BROKER = "broker"
@@ -37,7 +37,7 @@ class LocalTarget:
     """The no-Docker stack, on a PostgreSQL and a RabbitMQ node of its own."""
 
     stack: Stack
-    rabbit: OwnRabbitMQ
+    rabbit: Broker
     extra_names: list[str]
 
     @property

@@ -44,19 +44,26 @@ IMAGES = (
 def resolve(env: Mapping[str, str], say: Callable[[str], None] = print) -> dict[str, str]:
     """The settings to run docker-compose.yml with on this engine: every image it can run, and
     the CA bundle for pip."""
-    settings: dict[str, str] = {}
-    for image in IMAGES:
-        if env.get(image.variable):
-            continue
-        if _present(image.official) or _pulled(image.official):
-            continue
-        if not _present(image.stand_in):
-            say(f"no registry gives {image.official}: building {image.stand_in} (Debian packages)")
-            build(image.target)
-        settings[image.variable] = image.stand_in
+    settings = {
+        image.variable: runnable(image, say) for image in IMAGES if not env.get(image.variable)
+    }
     if not env.get("SAGA_PIP_CA_FILE") and SYSTEM_CA_BUNDLE.exists():
         settings["SAGA_PIP_CA_FILE"] = str(SYSTEM_CA_BUNDLE)
     return settings
+
+
+def runnable(image: Image, say: Callable[[str], None] = print) -> str:
+    """The official image if this engine has it or can pull it; else its stand-in, built
+    first if it is not there yet."""
+    if _present(image.official) or _pulled(image.official):
+        return image.official
+    if not _present(image.stand_in):
+        say(f"no registry gives {image.official}: building {image.stand_in} (Debian packages)")
+        build(image.target)
+    return image.stand_in
+
+
+RABBITMQ = IMAGES[2]
 
 
 def build(*targets: str) -> None:

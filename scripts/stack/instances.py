@@ -16,9 +16,29 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
+
+
+class Broker(Protocol):
+    """A RabbitMQ node of a test's or a tool's own, to kill and start at will: OwnRabbitMQ
+    (this machine's RabbitMQ, as a node of its own) or ContainerRabbitMQ (RabbitMQ 4)."""
+
+    port: int
+
+    @property
+    def rabbitmqctl(self) -> list[str]: ...
+    @property
+    def pid(self) -> int | None: ...
+    def start(self, timeout: float = ...) -> None: ...
+    def kill(self, sig: int = ..., timeout: float = ...) -> None: ...
+    def stop(self) -> None: ...
+
+
+def own_broker(kind: str, base_dir: Path) -> Broker:
+    """`local`: a node of this machine's RabbitMQ; `container`: RabbitMQ 4 in a container."""
+    return ContainerRabbitMQ() if kind == "container" else OwnRabbitMQ(base_dir)
 
 
 def free_port() -> int:
@@ -212,3 +232,74 @@ def _rabbitmq_script(name: str) -> str:
     if found:
         return found
     raise FileNotFoundError(f"no {name} (apt-get install rabbitmq-server)")
+
+
+class ContainerRabbitMQ:
+    """A RabbitMQ 4 node in a container of its own: the broker docker-compose.yml ships (its
+    image, or the stand-in where no registry answers, scripts/stack/images.py), for the
+    no-Docker stack's tests and chaos. guest/guest on a free port of 127.0.0.1; killed, frozen
+    and started like OwnRabbitMQ, through the engine; removed with its data by `stop`."""
+
+    def __init__(self, image: str | None = None, port: int | None = None) -> None:
+        self.container = f"saga-rabbitmq-{uuid.uuid4().hex[:8]}"
+        self.port = port or free_port()
+        self._image = image
+
+    @property
+    def rabbitmqctl(self) -> list[str]:
+        return ["docker", "exec", self.container, "rabbitmqctl"]
+
+    @property
+    def pid(self) -> int | None:
+        """The node's pid on this machine while its container runs, as OwnRabbitMQ's."""
+        state = _docker("inspect", "--format", "{{.State.Pid}}", self.container, check=False)
+        pid = int(state.stdout.strip() or 0) if state.returncode == 0 else 0
+        return pid or None
+
+    def start(self, timeout: float = 120.0) -> None:
+        if _docker("container", "inspect", self.container, check=False).returncode == 0:
+            _docker("start", self.container)
+        else:
+            from scripts.stack import images  # building a stand-in is the harness's job
+
+            image = self._image or images.runnable(images.RABBITMQ)
+            _docker(
+                "run", "--detach", "--name", self.container, "--hostname", "rabbit",
+                "--publish", f"127.0.0.1:{self.port}:5672", image,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while self._ping().returncode != 0:
+            if time.monotonic() > deadline:
+                logs = _docker("logs", "--tail", "20", self.container, check=False)
+                raise TimeoutError(
+                    f"RabbitMQ in {self.container} not up after {timeout} s:\n{logs.stdout}"
+                )
+            time.sleep(0.5)
+
+    def _ping(self) -> subprocess.CompletedProcess[str]:
+        return _docker(
+            "exec", self.container, "rabbitmq-diagnostics", "-q", "check_port_connectivity",
+            check=False,
+        )  # fmt: skip
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
+        """SIGKILL as a crash, SIGSTOP and SIGCONT as the cgroup freezer; SIGTERM a stop."""
+        if sig == signal.SIGSTOP:
+            _docker("pause", self.container)
+        elif sig == signal.SIGCONT:
+            _docker("unpause", self.container, check=False)
+        elif sig == signal.SIGTERM:
+            _docker("stop", "--time", str(int(timeout)), self.container, check=False)
+        else:
+            _docker("kill", "--signal", "SIGKILL", self.container, check=False)
+
+    def stop(self) -> None:
+        """Remove the container and its data."""
+        _docker("rm", "--force", "--volumes", self.container, check=False)
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker {args[0]} failed: {done.stderr.strip()}")
+    return done

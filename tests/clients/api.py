@@ -2,12 +2,12 @@
 
 import asyncio
 import uuid
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
-from scripts.stack import Stack
 from services.order.state import TERMINAL
+from tests.clients import Reachable
 from tests.polling import wait_until
 
 
@@ -15,8 +15,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class SagaClient:
-    def __init__(self, stack: Stack) -> None:
+StackT = TypeVar("StackT", bound=Reachable)
+
+
+class SagaClient(Generic[StackT]):
+    """The three services' APIs of one stack: the no-Docker `Stack` or the compose stack."""
+
+    def __init__(self, stack: StackT) -> None:
         self.stack = stack
         urls = stack.config.base_urls()
         self.order = httpx.Client(base_url=urls["order"], timeout=10)
@@ -104,7 +109,7 @@ class SagaClient:
 
 
 async def post_orders(
-    stack: Stack, orders: list[tuple[str, list[tuple[str, int, int]]]]
+    stack: Reachable, orders: list[tuple[str, list[tuple[str, int, int]]]]
 ) -> list[str]:
     """POST every (customer, [(sku, quantity, unit_price_cents)]) at once; return the order ids."""
     async with httpx.AsyncClient(base_url=stack.config.base_url("order"), timeout=30) as client:

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import aio_pika
 from aio_pika.abc import AbstractExchange
 
-from scripts.stack import Stack
 from shared.envelope import Envelope, wrap
 from shared.events import Event
+from tests.clients import Reachable
 
 
 @contextlib.asynccontextmanager
-async def broker(stack: Stack) -> AsyncIterator[AbstractExchange]:
+async def broker(stack: Reachable) -> AsyncIterator[AbstractExchange]:
     """A confirming channel on the run's vhost, for publishing events straight to the exchange."""
     connection = await aio_pika.connect(stack.config.amqp_url)
     try:

@@ -13,12 +13,22 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import BROKERS
 
-@pytest.mark.parametrize("replicas", [1, 2], ids=["one-of-each", "two-of-each"])
-def test_random_kills_and_freezes_leave_no_inconsistency(replicas: int) -> None:
+
+@pytest.mark.parametrize(
+    ("replicas", "broker"),
+    [
+        pytest.param(1, "local", id="one-of-each"),
+        pytest.param(2, "local", id="two-of-each"),
+        pytest.param(1, "container", id="one-of-each-on-rabbitmq-4", marks=BROKERS[1].marks),
+    ],
+)
+def test_random_kills_and_freezes_leave_no_inconsistency(replicas: int, broker: str) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "scripts.chaos", "--seconds", "60", "--orders", "600",
-         "--rate", "10", "--seed", str(10 + replicas), "--replicas", str(replicas), "--json"],
+         "--rate", "10", "--seed", str(10 + replicas), "--replicas", str(replicas),
+         "--broker", broker, "--json"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.stdout, run.stderr[-3000:]

@@ -2,6 +2,8 @@
 
 Each test runs a stack of its own on a RabbitMQ node or PostgreSQL cluster that the test starts
 itself (scripts/stack/instances.py), so it may kill it; the machine's own are never touched.
+The broker's test runs twice: on a node of this machine's RabbitMQ and on RabbitMQ 4 in a
+container.
 """
 
 import signal
@@ -11,12 +13,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from scripts.stack import Stack, StackConfig
-from scripts.stack.instances import OwnPostgres, OwnRabbitMQ
+from scripts.stack.instances import Broker, OwnPostgres, own_broker
 from tests.clients.api import SagaClient
 from tests.clients.processes import LogCursor
-from tests.conftest import TEST_ENV
+from tests.conftest import BROKERS, TEST_ENV, stack_on
 from tests.polling import wait_until
 
 
@@ -36,14 +39,13 @@ def assert_every_order_confirmed_once(saga: SagaClient, orders: list[str], timeo
         assert [r["status"] for r in saga.reservations(order_id)] == ["RESERVED"]
 
 
-def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path) -> None:
-    rabbit = OwnRabbitMQ(tmp_path / "rabbitmq")
+@pytest.mark.parametrize("kind", BROKERS)
+def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path, kind: str) -> None:
+    rabbit = own_broker(kind, tmp_path / "rabbitmq")
     rabbit.start()
     try:
         with (
-            own_stack(
-                tmp_path / "stack", amqp_port=rabbit.port, vhost="/", rabbitmqctl=rabbit.rabbitmqctl
-            ).running() as stack,
+            stack_on(rabbit, tmp_path / "stack", "sagaoutage") as stack,
             SagaClient(stack) as saga,
         ):
             _broker_restart_under_load(stack, saga, rabbit)
@@ -51,7 +53,7 @@ def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path) 
         rabbit.stop()
 
 
-def _broker_restart_under_load(stack: Stack, saga: SagaClient, rabbit: OwnRabbitMQ) -> None:
+def _broker_restart_under_load(stack: Stack, saga: SagaClient, rabbit: Broker) -> None:
     customer, sku = saga.funded_customer(1_000_000), saga.stocked_sku(1_000)
     orders = [saga.place_order(customer, (sku, 1, 100))["order_id"] for _ in range(15)]
 

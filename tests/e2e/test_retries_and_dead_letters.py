@@ -1,7 +1,10 @@
 """Poison goes to the DLQ at once; transient failures retry with growing delays, then go to the
 DLQ with the reason and attempt count; the DLQ tool lists, shows, replays and purges.
 
-The test stack retries after 200, 500 and 1000 ms (tests/conftest.py).
+The test stack retries after 200, 500 and 1000 ms (tests/conftest.py). Every test here runs
+twice: on the run's stack (this machine's RabbitMQ) and on a stack of its own whose broker is
+RabbitMQ 4 in a container, the one docker-compose.yml ships: dead-lettering, delivery limits
+and TTL queues are broker behaviour.
 """
 
 import asyncio
@@ -9,16 +12,42 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 
 import aio_pika
+import pytest
 
 from scripts.stack import Stack
+from scripts.stack.instances import ContainerRabbitMQ
 from tests.bodies import order_created_body
 from tests.clients.api import SagaClient
 from tests.clients.broker import broker
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with
+from tests.conftest import BROKERS, stack_on
 from tests.polling import wait_until
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def stack(
+    request: pytest.FixtureRequest, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    if request.param == "local":
+        yield stack
+        return
+    broker = ContainerRabbitMQ()
+    broker.start()
+    try:
+        with stack_on(broker, tmp_path_factory.mktemp("rabbitmq4"), "sagatest4") as own:
+            yield own
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def saga(stack: Stack) -> Iterator[SagaClient[Stack]]:
+    with SagaClient(stack) as client:
+        yield client
 
 
 def dlq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

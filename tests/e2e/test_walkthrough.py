@@ -1,63 +1,26 @@
 """The README walkthrough, replayed: every `$ ./saga ...` command between the walkthrough markers
 runs on a fresh stack of its own, each printed line must match, and each terminal line must
-appear in that process's log. Ids, ports, pids and paths are the only things allowed to differ.
+appear in that process's log (tests/readme.py says what may differ).
 """
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from scripts.stack import Stack, StackConfig
-
-ROOT = Path(__file__).resolve().parents[2]
-NORMALIZE = [
-    (re.compile(r"^\d\d:\d\d:\d\d\.\d{3} "), ""),
-    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
-    (re.compile(r"\b[0-9a-f]{8}\b"), "<id>"),
-    (re.compile(r"pid \d+"), "pid <n>"),
-    (re.compile(r":\d{2,5}\b"), ":<port>"),
-    (re.compile(r"logs in \S+"), "logs in <dir>"),
-]
-
-
-def normalize(line: str) -> str:
-    for pattern, replacement in NORMALIZE:
-        line = pattern.sub(replacement, line)
-    return line.rstrip()
-
-
-def walkthrough() -> list[tuple[str, list[str]]]:
-    """The walkthrough's code blocks, in order: ("console" | "text", lines)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- walkthrough -->")[1].split("<!-- /walkthrough -->")[0]
-    return [
-        (kind, body.strip("\n").splitlines())
-        for kind, body in re.findall(r"```(console|text)\n(.*?)```", section, re.S)
-    ]
-
-
-def commands(lines: list[str]) -> list[tuple[str, list[str]]]:
-    """Split a console block into (command, expected output lines)."""
-    steps: list[tuple[str, list[str]]] = []
-    for line in lines:
-        if line.startswith("$ "):
-            steps.append((line[2:], []))
-        else:
-            steps[-1][1].append(line)
-    return steps
+from tests.readme import ROOT, blocks, commands, missing_lines, normalize
 
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
-    blocks = walkthrough()
-    assert len(blocks) >= 10, "the walkthrough markers or blocks went missing"
+    walkthrough = blocks("walkthrough")
+    assert len(walkthrough) >= 10, "the walkthrough markers or blocks went missing"
     config = StackConfig.isolated("sagawalk", tmp_path / "var")
     env = {**os.environ, **config.to_env()}
     stack = Stack(config)
     try:
-        for kind, lines in blocks:
+        for kind, lines in walkthrough:
             if kind == "console":
                 for command, expected in commands(lines):
                     assert command.startswith("./saga "), command
@@ -69,16 +32,12 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
                     printed = [normalize(line) for line in done.stdout.splitlines()]
                     assert printed == [normalize(line) for line in expected], command
             else:
-                for line in lines:
-                    process = line.split("|")[0].strip()
-                    wanted = normalize(line.removeprefix(f"{line.split('|')[0]}| "))
-                    count = sum(normalize(other) == normalize(line) for other in lines)
-                    log = [
-                        normalize(entry.split("| ", 1)[1])
-                        for entry in stack.log_path(process).read_text().splitlines()
-                        if "| " in entry
-                    ]
-                    assert log.count(wanted) >= count, f"{process} never logged: {line}"
+                logged = {
+                    process: stack.log_path(process).read_text().splitlines()
+                    for process in {line.split("|")[0].strip() for line in lines}
+                }
+                missing = missing_lines(lines, logged)
+                assert not missing, f"never logged: {missing}"
     finally:
         stack.teardown()  # whatever the README's commands left running
 
