@@ -91,3 +91,20 @@ def pytest_report_header() -> str:
     if ENGINE.missing:
         return f"compose tests: all skipped, {ENGINE.missing}"
     return f"compose tests: on {ENGINE.versions}"
+
+
+_TIER_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Time spent per tier (unit, integration, e2e, compose), set-up and teardown included."""
+    parts = Path(report.fspath).parts
+    tier = parts[parts.index("tests") + 1] if "tests" in parts else "other"
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TIER_SECONDS:
+        spent = ", ".join(f"{tier} {seconds / 60:.1f} min" for tier, seconds in
+                          sorted(_TIER_SECONDS.items()))  # fmt: skip
+        terminalreporter.write_line(f"time by tier: {spent}")
