@@ -75,10 +75,7 @@ class StackConfig:
             "SAGA_DATABASE_PREFIX": self.database_prefix,
             "SAGA_VHOST": self.vhost,
             "SAGA_VAR_DIR": str(self.var_dir),
-            **{
-                f"SAGA_{service.upper()}_PORT": str(self.ports[service])
-                for service in SERVICE_NAMES
-            },
+            **{f"SAGA_{name.upper()}_HOST_PORT": str(self.ports[name]) for name in SERVICE_NAMES},
         }
 
     def with_amqp_url(self, url: str) -> "StackConfig":
