@@ -22,6 +22,7 @@ from shared.envelope import PoisonMessage, decode
 from shared.faults import Faults
 from shared.log import for_order
 from shared.metrics import HANDLE_SECONDS, MESSAGES
+from shared.observations import DUPLICATE, observe
 from shared.redelivery import Redelivery
 from shared.uow import Handler, UnitOfWork
 
@@ -81,7 +82,7 @@ class Consumer:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            await self._apply(message)
+            applied = await self._apply(message)
         except PoisonMessage as poison:
             await self._redelivery.dead_letter(message, poison.reason, poison.detail)
             return
@@ -93,8 +94,11 @@ class Consumer:
         except Exception:
             # The effect is committed; the broker redelivers and the inbox drops the copy.
             logger.warning("ack of %s lost with its channel", message.message_id)
+        if not applied:
+            await observe(self._redelivery.channel, self._service, DUPLICATE, message)
 
-    async def _apply(self, message: AbstractIncomingMessage) -> None:
+    async def _apply(self, message: AbstractIncomingMessage) -> bool:
+        """Apply the message in one unit of work; False if the inbox had it (a duplicate)."""
         envelope, event = decode(message.body)
         handler = self._handlers.get(event.routing_key)
         if handler is None:
@@ -105,7 +109,7 @@ class Consumer:
             if not await uow.accept(envelope):
                 MESSAGES.labels(envelope.type, "duplicate").inc()
                 log.info("duplicate %s %s ignored", envelope.type, str(envelope.message_id)[:8])
-                return
+                return False
             self._faults.maybe_fail(handler.__name__)
             what = await handler(uow, event)
             await uow.commit()
@@ -114,3 +118,4 @@ class Consumer:
         MESSAGES.labels(envelope.type, "applied").inc()
         caused = ", ".join(emitted.type for emitted in uow.emitted)
         log.info("%s for %s%s", what, envelope.type, f" -> {caused}" if caused else "")
+        return True

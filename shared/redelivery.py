@@ -6,6 +6,8 @@
 - A database outage is not the message's fault: the copy waits out the shortest delay without
   spending an attempt, however long the outage lasts.
 - Poison, or a message out of attempts, is dead-lettered with the reason and the attempt count.
+- Each retry and dead letter is also announced on `saga.observations` (shared/observations.py),
+  for the audit stream's readers.
 
 `copy_of` is the one way a message is copied for republishing: by the retries, the dead letters
 and the DLQ's replay (shared/dead_letters.py). A copy keeps the body, the message_id, the
@@ -26,6 +28,7 @@ from shared import topology
 from shared.db import is_outage
 from shared.log import for_order
 from shared.metrics import MESSAGES
+from shared.observations import DEAD_LETTERED, RETRIED, observe
 
 logger = logging.getLogger("consumer")
 
@@ -106,9 +109,13 @@ class Redelivery:
             error,
             exc_info=True,
         )
-        await self._forward(
+        if await self._forward(
             message, self._delay_queue(delay_ms), {ATTEMPT_HEADER: attempt}, outcome="retried"
-        )
+        ):
+            await observe(
+                self.channel, self._service, RETRIED, message,
+                attempt=attempt, delay_ms=delay_ms, error=error,
+            )  # fmt: skip
 
     async def dead_letter(
         self, message: AbstractIncomingMessage, reason: str, detail: str, attempts: int = 1
@@ -127,13 +134,15 @@ class Redelivery:
             ATTEMPT_HEADER: attempts,
             DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        await self._forward(
-            message,
-            topology.dead_letter_queue(self._service),
-            headers,
-            outcome="dead_lettered",
+        queue = topology.dead_letter_queue(self._service)
+        if await self._forward(
+            message, queue, headers, outcome="dead_lettered",
             exchange_name=topology.DEAD_LETTER_EXCHANGE,
-        )
+        ):  # fmt: skip
+            await observe(
+                self.channel, self._service, DEAD_LETTERED, message,
+                queue=queue, reason=reason, detail=detail[:500], attempts=attempts,
+            )  # fmt: skip
 
     def _delay_queue(self, delay_ms: int) -> str:
         return topology.retry_queue(self._service, delay_ms)
@@ -146,8 +155,9 @@ class Redelivery:
         *,
         outcome: str,
         exchange_name: str = "",
-    ) -> None:
-        """Republish a copy with confirms, then ack the original: at least once, never lost."""
+    ) -> bool:
+        """Republish a copy with confirms, then ack the original: at least once, never lost.
+        False if the copy could not be published (the original is redelivered instead)."""
         assert self.channel is not None, "set on connect"
         try:
             exchange: AbstractExchange = (
@@ -169,9 +179,10 @@ class Redelivery:
             )
             await asyncio.sleep(1)
             await _nack_quietly(message)
-            return
+            return False
         MESSAGES.labels(message.type or "unknown", outcome).inc()
         await message.ack()
+        return True
 
 
 def _log(

@@ -27,7 +27,8 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
-from shared.system import SERVICES, service_of
+from shared.observations import OBSERVATIONS_EXCHANGE
+from shared.system import DASHBOARD, SERVICE_NAMES, SERVICES, service_of
 
 logger = logging.getLogger("topology")
 
@@ -43,13 +44,31 @@ AUDIT_ARGUMENTS: dict[str, Any] = {
 }
 
 
-def permissions(service: str) -> tuple[str, str, str]:
+def permissions(component: str) -> tuple[str, str, str]:
+    """A component's broker user: configure, write and read, as RabbitMQ regular
+    expressions (see `service_permissions` and `dashboard_permissions`)."""
+    if component == DASHBOARD.name:
+        return dashboard_permissions()
+    return service_permissions(component)
+
+
+def dashboard_permissions() -> tuple[str, str, str]:
+    """The dashboard's user declares nothing; it reads the audit stream and every DLQ, and
+    publishes only through the default exchange, to replay a dead letter to its work queue."""
+    dlqs = "|".join(dead_letter_queue(name) for name in SERVICE_NAMES).replace(".", r"\.")
+    audit = AUDIT_STREAM.replace(".", r"\.")
+    return "^$", "^amq\\.default$", f"^({audit}|{dlqs})$"
+
+
+def service_permissions(service: str) -> tuple[str, str, str]:
     """A service's broker user (it and its relay): configure, write and read, as RabbitMQ
     regular expressions. It may declare only its own queues, consume only them and the audit
     stream (its relay waits for the stream, `wait_for_audit_stream`), publish to the saga's
     exchanges and, for retries, to its delay queues through the default exchange."""
     own = rf"{service}\.events(\..*)?"
-    exchanges = rf"{EVENTS_EXCHANGE}|{DEAD_LETTER_EXCHANGE}".replace(".", r"\.")
+    exchanges = rf"{EVENTS_EXCHANGE}|{DEAD_LETTER_EXCHANGE}|{OBSERVATIONS_EXCHANGE}".replace(
+        ".", r"\."
+    )
     audit = AUDIT_STREAM.replace(".", r"\.")
     return (
         f"^{own}$",
@@ -104,8 +123,13 @@ async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> Abstr
     """Declare the whole topology (an administrator's job); return the events exchange."""
     events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
+    observations = await channel.declare_exchange(
+        OBSERVATIONS_EXCHANGE, ExchangeType.TOPIC, durable=True
+    )
     audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
     await audit.bind(events, routing_key="#")
+    # What consumers saw happen to messages (shared/observations.py) joins the same history.
+    await audit.bind(observations, routing_key="#")
     for service in SERVICES:
         await _declare_queues_of(channel, service.name, events, dlx, retry_delays_ms)
     return events
