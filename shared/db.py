@@ -71,6 +71,10 @@ class Sql:
         await self._cursor.execute(query, params)
         return self._cursor.rowcount
 
+    async def execute_many(self, query: LiteralString, rows: list[dict[str, Any]]) -> None:
+        """Run a statement once per row of parameters, in one pipeline: one round trip."""
+        await self._cursor.executemany(query, rows)
+
     async def first(self, query: LiteralString, **params: Any) -> Any:
         """The first row, or None."""
         await self._cursor.execute(query, params)

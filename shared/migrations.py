@@ -9,13 +9,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.outbox import NOTIFY_CHANNEL
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def upgrade(service: str, database_url: str) -> None:
-    """Migrate one service's database to head (what `python -m services.<name> migrate` runs)."""
+def upgrade(component: str, database_url: str) -> None:
+    """Migrate one component's database to head (`python -m services.<name> migrate`, `python
+    -m dashboard migrate`): a service's migrations are in services/<name>/, others' in
+    <name>/."""
+    service_dir = ROOT / "services" / component / "migrations"
+    migrations = service_dir if service_dir.exists() else ROOT / component / "migrations"
     config = Config()
-    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.set_main_option("script_location", str(migrations))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     command.upgrade(config, "head")
 

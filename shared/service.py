@@ -99,14 +99,15 @@ def build_app(
     app = FastAPI(title=f"{name} service", lifespan=lifespan)
     app.state.runtime = runtime
     app.include_router(router)
-    app.include_router(_operations_router())
+    app.include_router(operations_router())
     # SQLAlchemy's error on the read side, psycopg's own on the write path (shared/db.py).
     for unavailable in (OperationalError, psycopg.OperationalError, OSError, TimeoutError):
-        app.add_exception_handler(unavailable, _database_unavailable)
+        app.add_exception_handler(unavailable, database_unavailable)
     return app
 
 
-def _operations_router() -> APIRouter:
+def operations_router() -> APIRouter:
+    """/healthz, /readyz and /metrics, for any app whose `state.runtime` has `ready()`."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
@@ -126,7 +127,7 @@ def _operations_router() -> APIRouter:
     return router
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # A lost or refused connection is an outage the client can retry; any other database
     # error is a bug and stays a 500 with its trace in the log.
     logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)

@@ -1,4 +1,5 @@
-"""The system, declared once: its services, what each consumes, and the processes that run them.
+"""The system, declared once: its services, what each consumes, the dashboard, and the processes
+that run them.
 
 Everything that names a service, a process, a queue's bindings, a database or a default port
 derives it from here, as the eventsourcing library's `System(pipes=...)` declares a whole system
@@ -11,19 +12,12 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Service:
-    """One service of the saga: its HTTP API, its database, its work queue and its relay."""
+class Component:
+    """A process with an HTTP API, a database of its own and a broker user of its own."""
 
     name: str
     # The HTTP API's default port (SPEC.md, "HTTP").
     port: int
-    # The routing keys its work queue is bound to: exactly the keys of its HANDLERS table.
-    consumes: tuple[str, ...]
-
-    @property
-    def relay(self) -> str:
-        """The process that publishes this service's outbox."""
-        return f"{self.name}-relay"
 
     @property
     def database(self) -> str:
@@ -33,6 +27,19 @@ class Service:
     @property
     def default_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Service(Component):
+    """One service of the saga: a component with a work queue and a relay for its outbox."""
+
+    # The routing keys its work queue is bound to: exactly the keys of its HANDLERS table.
+    consumes: tuple[str, ...] = ()
+
+    @property
+    def relay(self) -> str:
+        """The process that publishes this service's outbox."""
+        return f"{self.name}-relay"
 
 
 ORDER = Service(
@@ -48,18 +55,30 @@ INVENTORY = Service("inventory", 8003, consumes=("payment.succeeded", "order.can
 SERVICES: tuple[Service, ...] = (ORDER, PAYMENT, INVENTORY)
 SERVICE_NAMES: tuple[str, ...] = tuple(service.name for service in SERVICES)
 RELAYS: tuple[str, ...] = tuple(service.relay for service in SERVICES)
+# The read model of the audit stream (dashboard/): no work queue, no outbox.
+DASHBOARD = Component("dashboard", 8000)
+COMPONENTS: tuple[Component, ...] = (*SERVICES, DASHBOARD)
+COMPONENT_NAMES: tuple[str, ...] = tuple(component.name for component in COMPONENTS)
 # Every long-running process of a stack, services first.
-PROCESSES: tuple[str, ...] = SERVICE_NAMES + RELAYS
+PROCESSES: tuple[str, ...] = SERVICE_NAMES + RELAYS + (DASHBOARD.name,)
+
+
+def component_of(process: str) -> Component:
+    """The component a process belongs to: `payment`, `payment-relay` and `payment-relay.2` (a
+    second copy) all belong to payment; `dashboard` to the dashboard."""
+    name = kind_of(process).removesuffix("-relay")
+    for component in COMPONENTS:
+        if component.name == name:
+            return component
+    raise KeyError(f"no component {name!r}; they are {', '.join(COMPONENT_NAMES)}")
 
 
 def service_of(process: str) -> Service:
-    """The service a process belongs to: `payment`, `payment-relay` and `payment-relay.2` (a
-    second copy) all belong to payment."""
-    name = kind_of(process).removesuffix("-relay")
-    for service in SERVICES:
-        if service.name == name:
-            return service
-    raise KeyError(f"no service {name!r}; the services are {', '.join(SERVICE_NAMES)}")
+    """The service a process belongs to (see `component_of`)."""
+    component = component_of(process)
+    if not isinstance(component, Service):
+        raise KeyError(f"{process} belongs to no service")
+    return component
 
 
 def kind_of(process: str) -> str:
@@ -69,3 +88,7 @@ def kind_of(process: str) -> str:
 
 def is_relay(process: str) -> bool:
     return kind_of(process) in RELAYS
+
+
+def is_service(process: str) -> bool:
+    return kind_of(process) in SERVICE_NAMES

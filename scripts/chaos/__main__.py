@@ -40,11 +40,12 @@ from rich.console import Console
 from scripts.chaos.faults import Chaos
 from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
 from scripts.ops.check import Invariant, check, report, snapshot
+from scripts.ops.dashboard_check import check_dashboard
 from scripts.perf.load import Load, Mix, Result, print_summary
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import Compose, ComposeError
 from scripts.stack.instances import Broker, OwnPostgres, free_port, own_broker
-from shared.system import PROCESSES, SERVICE_NAMES
+from shared.system import RELAYS, SERVICE_NAMES
 
 
 def build_stack(
@@ -58,7 +59,8 @@ def build_stack(
     for copy in range(2, replicas + 1):
         config.ports |= {f"{service}.{copy}": free_port() for service in SERVICE_NAMES}
     stack = Stack(config)
-    return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in PROCESSES]
+    copied = (*SERVICE_NAMES, *RELAYS)
+    return stack, [f"{name}.{copy}" for copy in range(2, replicas + 1) for name in copied]
 
 
 def wait_quiet(config: StackConfig, within_seconds: float) -> list[Invariant]:
@@ -180,7 +182,10 @@ def inflict(
             injector.join()
     target.heal()
     # Compensations may still be in flight when the last order turned terminal.
-    return chaos, result, wait_quiet(target.config, 120)
+    invariants = wait_quiet(target.config, 120)
+    if isinstance(target, LocalTarget):  # the compose stack's dashboard database is unpublished
+        invariants.append(check_dashboard(target.config))
+    return chaos, result, invariants
 
 
 def summarize(

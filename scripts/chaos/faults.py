@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from scripts.chaos.targets import BROKER, Target
-from shared.system import is_relay
+from shared.system import is_relay, is_service
 
 logger = logging.getLogger("chaos")
 
@@ -59,7 +59,8 @@ class Chaos:
             if kind == BROKER:
                 target = BROKER
             else:
-                names = [n for n in self.target.processes() if is_relay(n) == (kind == "relay")]
+                hit = is_relay if kind == "relay" else is_service
+                names = [n for n in self.target.processes() if hit(n)]
                 target = self.rng.choice(names)
             pause = self.rng.uniform(*self.pause_range)
             fault = Fault(time.monotonic() - started, target, action, pause)

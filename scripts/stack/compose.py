@@ -24,7 +24,7 @@ from typing import Any
 
 from scripts.stack import images
 from scripts.stack.config import ROOT, StackConfig
-from shared.system import SERVICES
+from shared.system import COMPONENTS, SERVICES
 
 BASE_FILE, CHAOS_FILE = "docker-compose.yml", "docker-compose.chaos.yml"
 COMPOSE_FILES = (BASE_FILE, CHAOS_FILE)
@@ -48,8 +48,8 @@ class HostPort:
 AMQP_PORT = HostPort("SAGA_AMQP_HOST_PORT", 5672, "RabbitMQ's AMQP")
 MANAGEMENT_PORT = HostPort("SAGA_MANAGEMENT_HOST_PORT", 15672, "RabbitMQ's management UI")
 API_PORTS = {
-    s.name: HostPort(f"SAGA_{s.name.upper()}_HOST_PORT", s.port, f"the {s.name} API")
-    for s in SERVICES
+    c.name: HostPort(f"SAGA_{c.name.upper()}_HOST_PORT", c.port, f"the {c.name} API")
+    for c in COMPONENTS
 }
 # Published only by docker-compose.chaos.yml, for the checker on the host.
 DATABASE_PORTS = {

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from scripts.stack.instances import free_port
-from shared.system import SERVICE_NAMES, SERVICES
+from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ class StackConfig:
     amqp_user: str = "guest"
     amqp_password: str = "guest"
     vhost: str = "/"
-    ports: dict[str, int] = field(default_factory=lambda: {s.name: s.port for s in SERVICES})
+    ports: dict[str, int] = field(default_factory=lambda: {c.name: c.port for c in COMPONENTS})
     var_dir: Path = ROOT / "var"
     # Extra environment for every process, and per process name.
     env: dict[str, str] = field(default_factory=dict)
@@ -52,9 +52,9 @@ class StackConfig:
         config.database_prefix = env.get("SAGA_DATABASE_PREFIX", config.database_prefix)
         config.vhost = env.get("SAGA_VHOST", config.vhost)
         config.var_dir = Path(env.get("SAGA_VAR_DIR", config.var_dir))
-        for service in SERVICE_NAMES:
-            if port := env.get(f"SAGA_{service.upper()}_HOST_PORT"):
-                config.ports[service] = int(port)
+        for name in COMPONENT_NAMES:
+            if port := env.get(f"SAGA_{name.upper()}_HOST_PORT"):
+                config.ports[name] = int(port)
         return config
 
     @classmethod
@@ -65,7 +65,7 @@ class StackConfig:
         fields: dict[str, Any] = {
             "database_prefix": f"{name}_{run}",
             "vhost": f"{name}-{run}",
-            "ports": {service: free_port() for service in SERVICE_NAMES},
+            "ports": {name: free_port() for name in COMPONENT_NAMES},
             "var_dir": var_dir,
         }
         return cls(**(fields | overrides))
@@ -75,7 +75,7 @@ class StackConfig:
             "SAGA_DATABASE_PREFIX": self.database_prefix,
             "SAGA_VHOST": self.vhost,
             "SAGA_VAR_DIR": str(self.var_dir),
-            **{f"SAGA_{name.upper()}_HOST_PORT": str(self.ports[name]) for name in SERVICE_NAMES},
+            **{f"SAGA_{name.upper()}_HOST_PORT": str(self.ports[name]) for name in COMPONENT_NAMES},
         }
 
     def with_amqp_url(self, url: str) -> "StackConfig":
@@ -141,9 +141,14 @@ class StackConfig:
         """Every service's HTTP address, by service name."""
         return {service: self.base_url(service) for service in SERVICE_NAMES}
 
+    @property
+    def dashboard_url(self) -> str:
+        return self.base_url(DASHBOARD.name)
+
     def addresses(self) -> str:
-        """`order :8001, payment :8002, inventory :8003`, as the stack's status lines say it."""
-        return ", ".join(f"{name} :{self.ports[name]}" for name in SERVICE_NAMES)
+        """`order :8001, payment :8002, inventory :8003, dashboard :8000`, as the stack's
+        status lines say it."""
+        return ", ".join(f"{name} :{self.ports[name]}" for name in COMPONENT_NAMES)
 
     @property
     def log_dir(self) -> Path:

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from scripts.stack.config import ROOT, StackConfig
-from scripts.stack.provision import Provisioner
-from shared.system import PROCESSES, SERVICE_NAMES, is_relay, kind_of, service_of
+from scripts.stack.provision import Provisioner, module_of
+from shared.system import COMPONENT_NAMES, PROCESSES, component_of, is_relay, kind_of
 
 RELAY_READY_LINE = b"relaying outbox"
 
@@ -36,7 +36,7 @@ class Stack:
     def prepare(self) -> None:
         """Databases, roles, vhost, broker users, topology and migrations (scripts/stack/
         provision.py); what exists already is kept."""
-        self.provisioner.prepare({service: self.env_for(service) for service in SERVICE_NAMES})
+        self.provisioner.prepare({name: self.env_for(name) for name in COMPONENT_NAMES})
 
     @contextlib.contextmanager
     def running(self, timeout: float = 60.0) -> Iterator["Stack"]:
@@ -61,7 +61,7 @@ class Stack:
 
     def env_for(self, name: str, **overrides: str) -> dict[str, str]:
         kind = kind_of(name)
-        service = service_of(name).name
+        service = component_of(name).name
         c = self.config
         env = {
             **os.environ,
@@ -81,8 +81,8 @@ class Stack:
 
     def command(self, name: str) -> list[str]:
         if is_relay(name):
-            return [sys.executable, "-m", "relay", service_of(name).name]
-        return [sys.executable, "-m", f"services.{kind_of(name)}"]
+            return [sys.executable, "-m", "relay", component_of(name).name]
+        return [sys.executable, "-m", module_of(kind_of(name))]
 
     def log_path(self, name: str) -> Path:
         return self.config.log_dir / f"{name}.log"

@@ -10,16 +10,16 @@ import psycopg
 
 from scripts.stack.config import ROOT, StackConfig
 from shared import topology
-from shared.system import SERVICE_NAMES
+from shared.system import COMPONENT_NAMES, DASHBOARD
 
 
 class Provisioner:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
 
-    def prepare(self, env_for_service: dict[str, dict[str, str]]) -> None:
+    def prepare(self, env_for: dict[str, dict[str, str]]) -> None:
         """Create what is missing, declare the topology as the administrator, and migrate each
-        database as its own role (`env_for_service`: each service's process environment)."""
+        database as its own role (`env_for`: each component's process environment)."""
         self.create_databases()
         self.create_vhost()
         self.create_broker_users()
@@ -30,10 +30,10 @@ class Provisioner:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        for service in SERVICE_NAMES:
+        for name in COMPONENT_NAMES:
             subprocess.run(
-                [sys.executable, "-m", f"services.{service}", "migrate"],
-                env=env_for_service[service],
+                [sys.executable, "-m", module_of(name), "migrate"],
+                env=env_for[name],
                 cwd=ROOT,
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -58,7 +58,7 @@ class Provisioner:
     def create_databases(self) -> None:
         """Per service: a login role, not a superuser, that owns its database; and no one else
         (PUBLIC) may connect to that database. So a service cannot reach another's tables."""
-        for service in SERVICE_NAMES:
+        for service in COMPONENT_NAMES:
             name, role = self.config.database(service), self.config.role(service)
             with self._admin(service) as conn:
                 role_exists = "SELECT 1 FROM pg_roles WHERE rolname = %s"
@@ -70,7 +70,7 @@ class Provisioner:
                 conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
 
     def drop_databases(self) -> None:
-        for service in SERVICE_NAMES:
+        for service in COMPONENT_NAMES:
             with self._admin(service) as conn:
                 conn.execute(
                     f'DROP DATABASE IF EXISTS "{self.config.database(service)}" WITH (FORCE)'
@@ -87,7 +87,7 @@ class Provisioner:
     def create_broker_users(self) -> None:
         """Per service: a broker user allowed only its own queues, and to publish to the saga's
         exchanges (shared/topology.py, `permissions`), as in docker-compose.yml."""
-        for service in SERVICE_NAMES:
+        for service in COMPONENT_NAMES:
             user = self.config.amqp_user_of(service)
             password = self.config.amqp_password_of(service)
             if not self.rabbitmqctl("add_user", user, password, check=False):
@@ -98,7 +98,7 @@ class Provisioner:
             )
 
     def delete_broker_users(self) -> None:
-        for service in SERVICE_NAMES:
+        for service in COMPONENT_NAMES:
             self.rabbitmqctl("delete_user", self.config.amqp_user_of(service), check=False)
 
     def delete_vhost(self) -> None:
@@ -115,3 +115,8 @@ class Provisioner:
             stderr=subprocess.DEVNULL,
         )
         return done.returncode == 0
+
+
+def module_of(component: str) -> str:
+    """The module a component's process runs: `services.order`, ..., `dashboard`."""
+    return component if component == DASHBOARD.name else f"services.{component}"
