@@ -87,10 +87,17 @@ def stack_on(broker: Broker, var_dir: Path, name: str, **config: Any) -> Iterato
         yield stack
 
 
-def pytest_report_header() -> str:
-    if ENGINE.missing:
-        return f"compose tests: all skipped, {ENGINE.missing}"
-    return f"compose tests: on {ENGINE.versions}"
+def pytest_report_header() -> list[str]:
+    from tests.browser.conftest import CHROMIUM, chromium_missing
+
+    compose = (
+        f"compose tests: all skipped, {ENGINE.missing}"
+        if ENGINE.missing
+        else f"compose tests: on {ENGINE.versions}"
+    )
+    missing = chromium_missing()
+    browser = f"browser tests: all skipped, {missing}" if missing else f"browser tests: {CHROMIUM}"
+    return [compose, browser]
 
 
 _TIER_SECONDS: dict[str, float] = {}

@@ -1,0 +1,259 @@
+"""The read model's logic, pure: what one message of the audit stream says about its saga.
+
+A message is an event of the saga (saga.events), an observation of what a consumer saw
+(saga.observations: a retry, a dead letter, a duplicate absorbed) or unreadable (poison
+published by hand). A saga's state is built from what has happened, in whatever order the
+stream holds it: each event only sets a fact (charged, refunded, the outcome...), and the
+status is derived from the facts, so the result never depends on the order.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from shared.observations import DEAD_LETTERED, DUPLICATE, OBSERVATIONS_EXCHANGE, RETRIED
+
+IN_FLIGHT, CONFIRMED, REJECTED, CANCELLED, COMPENSATED = (
+    "IN_FLIGHT",
+    "CONFIRMED",
+    "REJECTED",
+    "CANCELLED",
+    "COMPENSATED",
+)
+STATUSES = (IN_FLIGHT, CONFIRMED, REJECTED, CANCELLED, COMPENSATED)
+# The facts an event of each type establishes.
+STEPS = {
+    "PaymentSucceeded": "charged",
+    "PaymentFailed": "payment_failed",
+    "PaymentRefunded": "refunded",
+    "InventoryReserved": "reserved",
+    "InventoryFailed": "inventory_failed",
+    "InventoryReleased": "released",
+}
+OUTCOMES = {"OrderConfirmed": CONFIRMED, "OrderRejected": REJECTED, "OrderCancelled": CANCELLED}
+# How each event reads on a timeline: the way forward, a failure, or a compensation.
+FORWARD = {"OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed"}
+COMPENSATIONS = {"PaymentRefunded", "InventoryReleased"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One message of the stream, read however broken it is."""
+
+    offset: int
+    message_id: str
+    kind: str  # event, observation or unreadable
+    type: str
+    order_id: UUID | None
+    producer: str | None
+    causation_id: str | None
+    occurred_at: datetime | None
+    data: dict[str, Any]
+    trace_id: str | None
+
+    @classmethod
+    def read(
+        cls,
+        offset: int,
+        body: bytes,
+        exchange: str,
+        message_id: str | None,
+        type_: str | None,
+        headers: dict[str, Any],
+    ) -> "Seen":
+        try:
+            raw = _clean(json.loads(body))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raw = None
+        message_id, type_ = _clean(message_id), _clean(type_)
+        if not isinstance(raw, dict):
+            return cls(offset, message_id or f"offset-{offset}", "unreadable", type_ or "?",
+                       None, None, None, None, {}, None)  # fmt: skip
+        data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
+        kind = "observation" if exchange == OBSERVATIONS_EXCHANGE else "event"
+        order_id = _uuid(raw.get("correlation_id")) or _uuid(data.get("order_id"))
+        return cls(
+            offset=offset,
+            message_id=str(raw.get("message_id") or message_id or f"offset-{offset}"),
+            kind=kind if order_id else "unreadable",
+            type=str(raw.get("type") or type_ or "?"),
+            order_id=order_id,
+            producer=_text(raw.get("producer")),
+            causation_id=_text(raw.get("causation_id")),
+            occurred_at=_time(raw.get("occurred_at")),
+            data=data,
+            trace_id=trace_id_of(headers),
+        )
+
+
+@dataclass
+class Saga:
+    order_id: UUID
+    started_at: datetime
+    updated_at: datetime
+    customer_id: str | None = None
+    total_cents: int | None = None
+    deadline_at: datetime | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    finished_at: datetime | None = None
+    steps: dict[str, bool] = field(default_factory=dict)
+    events: int = 0
+    retries: int = 0
+    repeats: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    last_type: str | None = None
+    last_producer: str | None = None
+    trace_id: str | None = None
+
+    @property
+    def compensation_pending(self) -> bool:
+        """Over without its pivot, and a charge or a reservation not yet undone."""
+        if self.outcome not in (REJECTED, CANCELLED):
+            return False
+        steps = self.steps
+        return (steps.get("charged", False) and not steps.get("refunded", False)) or (
+            steps.get("reserved", False) and not steps.get("released", False)
+        )
+
+    @property
+    def status(self) -> str:
+        if self.outcome is None:
+            return IN_FLIGHT
+        if self.outcome == CONFIRMED:
+            return CONFIRMED
+        undone = self.steps.get("refunded", False) or self.steps.get("released", False)
+        return COMPENSATED if undone and not self.compensation_pending else self.outcome
+
+    def waiting_on(self) -> str:
+        """Where a saga that has not settled waits, from what has happened so far."""
+        steps = self.steps
+        if self.outcome is None:
+            if steps.get("payment_failed") or steps.get("inventory_failed"):
+                return "order: to reject the order"
+            if steps.get("reserved"):
+                return "order: to confirm the order"
+            if steps.get("charged"):
+                return "inventory: to reserve the stock"
+            return "payment: to charge the customer"
+        if steps.get("charged") and not steps.get("refunded"):
+            return "payment: to refund the charge"
+        if steps.get("reserved") and not steps.get("released"):
+            return "inventory: to release the stock"
+        return "nothing"
+
+
+def apply(saga: Saga | None, seen: Seen, repeat: bool) -> Saga | None:
+    """The saga after one more message of it; a repeat (a message_id the stream already had)
+    changes nothing but its count."""
+    if seen.order_id is None or seen.kind == "unreadable":
+        return saga
+    at = seen.occurred_at
+    if saga is None:
+        # The first message seen of a saga is usually its OrderCreated; a test may publish a
+        # later event first, and the saga starts there.
+        saga = Saga(seen.order_id, started_at=at or _never(), updated_at=at or _never())
+    if at is not None:
+        saga.updated_at = max(saga.updated_at, at)
+        saga.started_at = min(saga.started_at, at)
+    if seen.trace_id and not saga.trace_id:
+        saga.trace_id = seen.trace_id
+    if seen.kind == "observation":
+        if seen.type == RETRIED:
+            saga.retries += 1
+        elif seen.type == DEAD_LETTERED:
+            saga.dead_letters += 1
+        elif seen.type == DUPLICATE:
+            saga.duplicates += 1
+        return saga
+    if repeat:
+        saga.repeats += 1
+        return saga
+    saga.events += 1
+    saga.last_type, saga.last_producer = seen.type, seen.producer
+    data = seen.data
+    if seen.type == "OrderCreated":
+        saga.customer_id = _text(data.get("customer_id"))
+        total = data.get("total_cents")
+        saga.total_cents = total if isinstance(total, int) else None
+        saga.deadline_at = _time(data.get("deadline_at"))
+        if at is not None:
+            saga.started_at = at
+    elif seen.type in STEPS:
+        saga.steps = {**saga.steps, STEPS[seen.type]: True}
+    elif seen.type in OUTCOMES and saga.outcome is None:
+        saga.outcome = OUTCOMES[seen.type]
+        saga.reason = _text(data.get("reason"))
+        saga.finished_at = at
+    return saga
+
+
+def causal_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events in an order that puts every cause before its effects (ties by time, then by
+    offset): a topological order of the causation links."""
+    by_id = {event["message_id"]: event for event in events}
+    children: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for event in events:
+        cause = str(event.get("causation_id"))
+        if cause in by_id and cause != event["message_id"]:
+            children.setdefault(cause, []).append(event)
+        else:
+            roots.append(event)
+
+    def key(event: dict[str, Any]) -> tuple[str, int]:
+        return (str(event.get("occurred_at") or ""), int(event.get("stream_offset") or 0))
+
+    ordered: list[dict[str, Any]] = []
+    ready = sorted(roots, key=key)
+    while ready:
+        event = ready.pop(0)
+        ordered.append(event)
+        ready = sorted(ready + children.get(event["message_id"], []), key=key)
+    return ordered
+
+
+def trace_id_of(headers: dict[str, Any]) -> str | None:
+    """The trace id of a W3C traceparent header (`00-<trace id>-<span id>-<flags>`)."""
+    value = headers.get("traceparent")
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    parts = str(value).split("-") if value else []
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def _clean(value: Any) -> Any:
+    """What PostgreSQL can store of any JSON: no NUL, no lone surrogate, in any string."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode()
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:200]
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _never() -> datetime:
+    return datetime.fromisoformat("1970-01-01T00:00:00+00:00")
