@@ -1,5 +1,6 @@
 # One image for every Python process of the saga: the three services (`python -m services.<name>`,
-# also `... migrate`) and the three relays (`python -m relay <name>`). docker-compose.yml names
+# also `... migrate`), the three relays (`python -m relay <name>`) and the dashboard
+# (`python -m dashboard`). docker-compose.yml names
 # the process in each container's command and passes every setting in the environment; nothing
 # secret is in the image.
 # The base image: the official one unless a build arg names a stand-in (deploy/images/build.sh
@@ -31,12 +32,13 @@ RUN --mount=type=secret,id=pip-ca,required=false \
 COPY shared/ shared/
 COPY services/ services/
 COPY relay/ relay/
+COPY dashboard/ dashboard/
 # pip fetches the build backend (setuptools) here too: the same optional secret.
 RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && pip install --no-deps . \
     && rm -rf build *.egg-info \
-    && python -m compileall -q shared services relay
+    && python -m compileall -q shared services relay dashboard
 
 # Never root: the code and the installed packages stay root-owned, read-only to the process.
 RUN groupadd --system --gid 10001 saga \
@@ -44,4 +46,4 @@ RUN groupadd --system --gid 10001 saga \
 USER 10001:10001
 
 # The services' default ports and the relays' metrics port (documentation; compose publishes).
-EXPOSE 8001 8002 8003 9100
+EXPOSE 8000 8001 8002 8003 9100

@@ -27,14 +27,13 @@ from sqlalchemy.engine import make_url
 from relay.settings import RelaySettings
 from scripts.stack.images import IMAGES
 from shared.settings import CommonSettings
-from shared.system import SERVICE_NAMES
-from shared.system import SERVICES as SYSTEM
+from shared.system import COMPONENT_NAMES, COMPONENTS, SERVICE_NAMES
 from shared.topology import permissions
 
 ROOT = Path(__file__).resolve().parents[2]
 # The system's one declaration (shared/system.py): compose must run exactly these, on these ports.
 SERVICES = SERVICE_NAMES
-API_PORTS = {service.name: service.port for service in SYSTEM}
+API_PORTS = {component.name: component.port for component in COMPONENTS}
 BROKER = "rabbitmq"
 
 # `$$` is a literal dollar; `${VAR:-default}` and `${VAR-default}` take the default, `${VAR}` "".
@@ -91,8 +90,9 @@ def _settings_class(container: str) -> type[BaseSettings]:
         return RelaySettings
     if kind == "topology":
         return CommonSettings
+    package = service if service == "dashboard" else f"services.{service}"
     settings: type[BaseSettings] = getattr(
-        importlib.import_module(f"services.{service}.settings"), f"{service.title()}Settings"
+        importlib.import_module(f"{package}.settings"), f"{service.title()}Settings"
     )
     return settings
 
@@ -118,17 +118,17 @@ def _published(container: str) -> list[tuple[str, int, int]]:
 def test_the_stack_has_the_broker_three_databases_and_the_processes_of_each_service() -> None:
     assert set(CONTAINERS) == {
         BROKER,
-        *(f"postgres-{s}" for s in SERVICES),
-        *(f"migrate-{s}" for s in SERVICES),
+        *(f"postgres-{c}" for c in COMPONENT_NAMES),
+        *(f"migrate-{c}" for c in COMPONENT_NAMES),
         "topology",
-        *SERVICES,
+        *COMPONENT_NAMES,
         *(f"{s}-relay" for s in SERVICES),
     }
     assert _containers("topology") == {"topology": ""}
     # Each Python container runs what its name says.
-    assert _containers("api") == {s: s for s in SERVICES}
+    assert _containers("api") == {c: c for c in COMPONENT_NAMES}
     assert _containers("relay") == {f"{s}-relay": s for s in SERVICES}
-    assert _containers("migration") == {f"migrate-{s}": s for s in SERVICES}
+    assert _containers("migration") == {f"migrate-{c}": c for c in COMPONENT_NAMES}
 
 
 def test_every_long_running_container_has_a_healthcheck() -> None:
@@ -247,14 +247,15 @@ def test_each_process_uses_its_own_database_as_its_own_role() -> None:
 
 
 def test_each_database_shares_a_network_only_with_its_service_relay_and_migration() -> None:
-    for service in SERVICES:
-        database = f"postgres-{service}"
+    for component in COMPONENT_NAMES:
+        database = f"postgres-{component}"
         neighbours = {
             name
             for name in CONTAINERS
             if name != database and _networks(name) & _networks(database)
         }
-        assert neighbours == {service, f"{service}-relay", f"migrate-{service}"}, database
+        relay = {f"{component}-relay"} if component in SERVICES else set()
+        assert neighbours == {component, *relay, f"migrate-{component}"}, database
 
 
 def test_no_container_uses_the_guest_user() -> None:
@@ -353,7 +354,7 @@ def test_each_broker_user_may_touch_only_its_own_queues() -> None:
     granted = {
         p["user"]: (p["configure"], p["write"], p["read"]) for p in DEFINITIONS["permissions"]
     }
-    assert granted == {service: permissions(service) for service in SERVICES}
+    assert granted == {name: permissions(name) for name in COMPONENT_NAMES}
     for name, (kind, _, _) in PYTHON.items():
         if kind in ("api", "relay"):
             # With narrowed permissions, declaring the whole topology would be refused.
