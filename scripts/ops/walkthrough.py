@@ -5,6 +5,7 @@
     ./saga walkthrough order alice shirt:1:500 --no-wait
     ./saga walkthrough wait latest                   wait for an order (an id, or the newest) to end
     ./saga walkthrough redeliver latest --times 10   publish its OrderCreated again, same message_id
+    ./saga walkthrough dashboard latest              the saga as the dashboard sees it, all services
 
 Lines are SKU:QUANTITY:UNIT_PRICE_CENTS. The stack is the one `./saga up` runs (or the one the
 SAGA_* variables name, see scripts/stack/config.py).
@@ -34,6 +35,7 @@ class Walkthrough:
             service: httpx.Client(base_url=url, timeout=10)
             for service, url in config.base_urls().items()
         }
+        self.dashboard_http = httpx.Client(timeout=10)
 
     def seed(self) -> None:
         for customer, cents in (("alice", 10_000), ("bob", 500)):
@@ -138,6 +140,27 @@ class Walkthrough:
                 )
         print(f"published OrderCreated {found.message_id} of order {order_id} {times} more times")
 
+    def dashboard(self, order_id: str, within_seconds: float = 15) -> None:
+        """The saga as the dashboard's read model has it, once it has settled: every service's
+        part, which the order service alone never learns (the refund, the release)."""
+        order_id = self.resolve(order_id)
+        url = f"{self.config.dashboard_url}/api/sagas/{order_id}"
+        deadline = time.monotonic() + within_seconds
+        while True:
+            reply = self.dashboard_http.get(url)
+            saga = reply.json() if reply.status_code == 200 else None
+            if saga and saga["status"] != "IN_FLIGHT" and saga["waiting_on"] == "nothing":
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the dashboard has not settled saga {order_id} yet")
+            time.sleep(0.1)
+        reason = f" ({saga['reason']})" if saga["reason"] else ""
+        print(f"saga {order_id} {saga['status']}{reason} in the dashboard")
+        for lane in self.http:  # each service's events, in causal order
+            kinds = [e["type"] for e in saga["events"] if e["producer"] == lane]
+            print(f"  {lane + ':':<10} {', '.join(kinds) or 'nothing'}")
+        print(f"  timeline:  {self.config.dashboard_url}/sagas/{order_id}")
+
     @staticmethod
     def _ok(response: httpx.Response) -> Any:
         if response.status_code >= 400:
@@ -160,7 +183,7 @@ def main() -> int:
     order.add_argument("customer")
     order.add_argument("lines", nargs="+", metavar="SKU:QUANTITY:UNIT_PRICE_CENTS")
     order.add_argument("--no-wait", action="store_true")
-    for name in ("wait", "show", "redeliver"):
+    for name in ("wait", "show", "redeliver", "dashboard"):
         command = commands.add_parser(name)
         command.add_argument("order_id", help="an order id, or `latest`")
         if name == "redeliver":
@@ -178,6 +201,8 @@ def main() -> int:
             walkthrough.wait(args.order_id)
         elif args.command == "show":
             walkthrough.show(walkthrough.resolve(args.order_id))
+        elif args.command == "dashboard":
+            walkthrough.dashboard(args.order_id)
         else:
             asyncio.run(walkthrough.redeliver(args.order_id, args.times))
     except httpx.TransportError as exc:
