@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import sqlalchemy as sa
 
 from scripts.perf.load import Load, Mix, Result
@@ -217,6 +218,39 @@ def cpu_by_process(stack: Stack) -> dict[str, float]:
     return usage
 
 
+class ProjectionLag:
+    """The dashboard's projection lag, sampled four times a second while a run lasts."""
+
+    def __init__(self, dashboard_url: str | None) -> None:
+        self._url = dashboard_url
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "ProjectionLag":
+        if self._url:
+            self._task = asyncio.create_task(self._sample(self._url))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sample(self, url: str) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{url}/api/stats") as reply:
+                        self.samples.append((await reply.json())["follower"]["lag_seconds"])
+                await asyncio.sleep(0.25)
+
+    def said(self) -> str:
+        if not self.samples:
+            return "no dashboard"
+        ordered = sorted(self.samples)
+        return f"median {1000 * ordered[len(ordered) // 2]:.0f} ms, max {1000 * ordered[-1]:.0f} ms"
+
+
 def _row(label: str, result: Result) -> str:
     return (
         f"| {label} | {result.throughput:.1f} | {result.percentile(0.5):.0f} | "
@@ -234,8 +268,10 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
 
     # Not counted: every pool grows to its size, and every connection prepares its statements.
     await run_orders(urls, args.warm_up_orders, concurrency=128, rate=None)
+    dashboard = None if args.without_dashboard else stack.config.dashboard_url
     before = cpu_by_process(stack)
-    saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
+    async with ProjectionLag(dashboard) as saturated_lag:
+        saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
     after = cpu_by_process(stack)
     cpu = {name: (after[name] - before[name]) * 1000 / saturated.orders for name in after}
     ceiling = saturated.throughput
@@ -248,9 +284,14 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         )
         rows.append(_row(f"{share:.0%} of saturation, {rate:.0f}/s offered", result))
         print(rows[-1])
-    at_fifty = await run_orders(urls, int(50 * args.seconds), concurrency=1000, rate=50)
+    async with ProjectionLag(dashboard) as fifty_lag:
+        at_fifty = await run_orders(urls, int(50 * args.seconds), concurrency=1000, rate=50)
     rows.append(_row("50/s offered", at_fifty))
     print(rows[-1])
+    print(
+        f"the dashboard's projection lag: at saturation {saturated_lag.said()}; "
+        f"at 50/s {fifty_lag.said()}"
+    )
 
     transport = await transport_ceiling(
         stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
@@ -291,10 +332,16 @@ def main() -> None:
     parser.add_argument("--saturation-orders", type=int, default=1500)
     parser.add_argument("--seconds", type=float, default=15, help="length of each open-loop run")
     parser.add_argument("--transport-messages", type=int, default=5000)
+    parser.add_argument(
+        "--without-dashboard", action="store_true",
+        help="stop the dashboard first: what it costs is the difference",
+    )  # fmt: skip
     args = parser.parse_args()
     config = StackConfig.isolated("sagabench", Path(tempfile.mkdtemp(prefix="saga-bench-")))
     print(f"starting a stack of its own (logs in {config.log_dir})")
     with Stack(config).running() as stack:
+        if args.without_dashboard:
+            stack.stop("dashboard")
         asyncio.run(bench(stack, args))
 
 
