@@ -1,6 +1,6 @@
-"""Each service reaches PostgreSQL as a role of its own that owns its database and can connect
-to no other service's database, and RabbitMQ as a user that may touch only its own queues (the
-no-Docker stack; docker-compose.yml is checked statically)."""
+"""Each service, and the dashboard, reaches PostgreSQL as a role of its own that owns its
+database and can connect to no other, and RabbitMQ as a user that may touch only its own queues
+(the no-Docker stack; tests/compose/ checks the containers)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -13,7 +13,7 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from scripts.stack import Stack
 from shared import topology
-from shared.system import SERVICE_NAMES
+from shared.system import COMPONENT_NAMES, DASHBOARD, SERVICE_NAMES
 
 
 def connect(stack: Stack, role: str, service: str) -> psycopg.Connection:
@@ -53,6 +53,24 @@ def test_a_service_role_owns_its_database_and_reaches_no_other(stack: Stack, ser
                 connect(stack, role, other).close()
 
 
+def test_the_dashboard_role_owns_its_database_and_reaches_no_service_database(
+    stack: Stack,
+) -> None:
+    role = stack.config.role(DASHBOARD.name)
+    assert f"//{role}@" in stack.env_for(DASHBOARD.name)["DATABASE_URL"]
+    with connect(stack, role, DASHBOARD.name) as conn:
+        owner, superuser = conn.execute(
+            "SELECT pg_get_userbyid(d.datdba), r.rolsuper FROM pg_database d, pg_roles r "
+            "WHERE d.datname = current_database() AND r.rolname = current_user"
+        ).fetchone()  # type: ignore[misc]
+        assert (owner, superuser) == (role, False)
+        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables")}
+        assert {"sagas", "stream_messages", "stream_position"} <= tables
+    for service in SERVICE_NAMES:
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            connect(stack, role, service).close()
+
+
 def test_the_running_processes_use_their_own_roles(stack: Stack) -> None:
     with psycopg.connect(
         stack.config.admin_database_url("order").replace("+psycopg", ""), autocommit=True
@@ -61,10 +79,10 @@ def test_the_running_processes_use_their_own_roles(stack: Stack) -> None:
             conn.execute(
                 "SELECT datname, array_agg(DISTINCT usename) FROM pg_stat_activity "
                 "WHERE datname = ANY(%s) AND usename <> %s GROUP BY datname",
-                [[stack.config.database(s) for s in SERVICE_NAMES], stack.config.pg_user],
+                [[stack.config.database(c) for c in COMPONENT_NAMES], stack.config.pg_user],
             ).fetchall()
         )
-    assert users == {stack.config.database(s): [stack.config.role(s)] for s in SERVICE_NAMES}
+    assert users == {stack.config.database(c): [stack.config.role(c)] for c in COMPONENT_NAMES}
 
 
 async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -99,6 +117,42 @@ async def test_a_service_broker_user_reaches_only_its_own_queues(stack: Stack) -
         assert await refused(
             lambda channel: channel.declare_queue("order.events", durable=True, arguments={})
         )
+        assert await refused(
+            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True)
+        )
+
+
+async def test_the_dashboard_broker_user_reads_the_stream_and_the_dlqs_and_nothing_else(
+    stack: Stack,
+) -> None:
+    connection = await aio_pika.connect(stack.config.amqp_url_of(DASHBOARD.name))
+    async with connection:
+
+        async def refused(attempt: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
+            channel = await connection.channel()
+            try:
+                await attempt(channel)
+            except ChannelAccessRefused:
+                return True
+            await channel.close()
+            return False
+
+        async def follow_the_stream(channel: AbstractChannel) -> object:
+            await channel.set_qos(prefetch_count=10)
+            stream = await channel.get_queue(topology.AUDIT_STREAM, ensure=False)
+            return await stream.consume(ignore, arguments={"x-stream-offset": "last"})
+
+        def consume(queue_name: str) -> Callable[[AbstractChannel], Awaitable[object]]:
+            async def attempt(channel: AbstractChannel) -> object:
+                queue = await channel.get_queue(queue_name, ensure=False)
+                return await queue.consume(ignore)
+
+            return attempt
+
+        assert not await refused(follow_the_stream)
+        assert not await refused(consume("payment.events.dlq"))
+        assert await refused(consume("payment.events"))
+        assert await refused(lambda channel: channel.declare_queue("dashboard.own", durable=True))
         assert await refused(
             lambda channel: channel.declare_exchange("saga.events", "topic", durable=True)
         )
