@@ -29,7 +29,7 @@ from shared.db import Database, libpq_url
 from shared.faults import crash
 from shared.housekeeping import PRUNE_OUTBOX, run_pruning
 from shared.log import for_order
-from shared.metrics import RELAY_FAILED, RELAY_OLDEST_SECONDS, RELAY_PENDING, RELAY_PUBLISHED
+from shared.metrics import RELAY_FAILED, RELAY_LAG_SECONDS, RELAY_PENDING, RELAY_PUBLISHED
 from shared.outbox import NOTIFY_CHANNEL
 
 logger = logging.getLogger("relay")
@@ -187,7 +187,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 pending, oldest_seconds = await pending_rows(self._database)
                 RELAY_PENDING.set(pending)
-                RELAY_OLDEST_SECONDS.set(oldest_seconds)
+                RELAY_LAG_SECONDS.set(oldest_seconds)
             await asyncio.sleep(5)
 
 

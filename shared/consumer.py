@@ -9,11 +9,12 @@ serialize on its advisory lock, which the inbox's statement takes (shared/inbox.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
 
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from shared import topology
 from shared.broker import BrokerLink
@@ -21,12 +22,15 @@ from shared.db import Database
 from shared.envelope import PoisonMessage, decode
 from shared.faults import Faults
 from shared.log import for_order
-from shared.metrics import HANDLE_SECONDS, MESSAGES
+from shared.metrics import DLQ_MESSAGES, HANDLE_SECONDS, MESSAGES
 from shared.observations import DUPLICATE, observe
 from shared.redelivery import Redelivery
 from shared.uow import Handler, UnitOfWork
 
 logger = logging.getLogger("consumer")
+
+# How often the depth of the service's DLQ is read for `saga_dlq_messages`.
+DLQ_GAUGE_INTERVAL_SECONDS = 5.0
 
 
 class Consumer:
@@ -49,6 +53,7 @@ class Consumer:
         self._faults = faults
         self._declare_all = declare_all
         self._redelivery = Redelivery(service, retry_delays_ms)
+        self._inspector: AbstractChannel | None = None
 
     async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:
         """Declare the topology and start consuming on a fresh connection (shared/broker.py)."""
@@ -66,12 +71,27 @@ class Consumer:
             arguments=topology.work_queue_arguments(self._service),
         )
         await queue.consume(self._on_message)
+        # Not the link's: a failed passive declare closes its channel, and that must not look
+        # like a lost broker.
+        self._inspector = await connection.channel()
         logger.info(
             "consuming %s (%s), prefetch %d",
             queue.name,
             ", ".join(self._handlers),
             self._prefetch,
         )
+
+    async def watch_dead_letters(self) -> None:
+        """Every few seconds, the depth of the service's DLQ as `saga_dlq_messages{queue}`, read
+        by a passive declare; until cancelled. While the broker is away the last value stays."""
+        name = topology.dead_letter_queue(self._service)
+        while True:
+            channel = self._inspector
+            if channel is not None and not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    queue = await channel.declare_queue(name, passive=True)
+                    DLQ_MESSAGES.labels(name).set(queue.declaration_result.message_count or 0)
+            await asyncio.sleep(DLQ_GAUGE_INTERVAL_SECONDS)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # aio-pika cancels its delivery tasks when the channel closes (the broker went away).

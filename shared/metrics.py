@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by the services and relays."""
+"""Prometheus metrics shared by the services and relays (README, "Metrics and alerts")."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -19,6 +19,19 @@ RELAY_FAILED = Counter(
     "Publishes that were returned, nacked or lost; their rows stay pending.",
 )
 RELAY_PENDING = Gauge("saga_relay_pending_rows", "Outbox rows not yet published.")
-RELAY_OLDEST_SECONDS = Gauge(
-    "saga_relay_oldest_pending_seconds", "Age of the oldest unpublished outbox row."
+RELAY_LAG_SECONDS = Gauge(
+    "saga_relay_lag_seconds",
+    "The relay's lag: age of the oldest unpublished outbox row (0 when all are published).",
+)
+
+READY = Gauge("saga_ready", "1 when the process can reach its database and the broker (/readyz).")
+
+# Saga-level metrics (SPEC.md, "Metrics"); the order service's own are in services/order/.
+COMPENSATIONS = Counter(
+    "saga_compensations_total",
+    "Compensations made, by kind: a refund (payment) or a release (inventory).",
+    ["kind"],
+)
+DLQ_MESSAGES = Gauge(
+    "saga_dlq_messages", "Messages waiting in the service's dead-letter queue.", ["queue"]
 )

@@ -22,6 +22,7 @@ from shared.consumer import Consumer
 from shared.db import Database
 from shared.faults import Faults
 from shared.housekeeping import PRUNE_INBOX, run_pruning
+from shared.metrics import READY
 from shared.settings import ServiceSettings
 from shared.uow import Handler, UnitOfWork
 
@@ -76,6 +77,7 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.database.open()
         tasks = [asyncio.create_task(runtime.broker.run(), name="broker")]
+        tasks.append(asyncio.create_task(runtime.consumer.watch_dead_letters()))
         tasks += [asyncio.create_task(task(runtime.database)) for task in background]
         tasks.append(
             asyncio.create_task(
@@ -121,7 +123,9 @@ def operations_router() -> APIRouter:
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @router.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        checks = await request.app.state.runtime.ready()
+        READY.set(all(value == "ok" for value in checks.values()))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

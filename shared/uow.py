@@ -23,6 +23,7 @@ class UnitOfWork:
         self._sql: Sql | None = None
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
+        self._after_commit: list[Callable[[], object]] = []
 
     @property
     def sql(self) -> Sql:
@@ -58,10 +59,17 @@ class UnitOfWork:
         self.emitted.append(envelope)
         return envelope
 
+    def after_commit(self, action: Callable[[], object]) -> None:
+        """Run `action` once this transaction has committed, and never if it does not: a saga
+        metric counts what happened, not what was tried and rolled back."""
+        self._after_commit.append(action)
+
     async def commit(self) -> None:
         for envelope in self.emitted:
             await outbox.append(self.sql, envelope)
         await self.sql.connection.commit()
+        for action in self._after_commit:
+            action()
 
 
 # A handler applies one message inside the unit of work and says, in a few words, what it did:

@@ -3,6 +3,7 @@
 up              create and migrate the databases, start every process, follow all logs;
                 Ctrl-C or SIGTERM stops them all
 up --detach     the same in the background (pid files in var/run); `down` stops them
+up --prometheus also a Prometheus on :9090 scraping every process, with the saga's alert rules
 logs NAME...    follow some processes' logs (or: tail -f var/log/NAME.log)
 kill NAME       SIGKILL one process by its pid, as a crash would
 start NAME      start one process (again)
@@ -19,6 +20,7 @@ from types import FrameType
 
 from scripts.stack.follow import follow
 from scripts.stack.processes import Stack
+from scripts.stack.prometheus import DEFAULT_PORT, Prometheus, stop_detached
 from shared.system import PROCESSES
 
 
@@ -31,6 +33,11 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="prepare and start everything")
     up.add_argument("--detach", action="store_true", help="start in the background and return")
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help=f"also run Prometheus on :{DEFAULT_PORT}, scraping every process, with the alerts",
+    )
     commands.add_parser("down", help="stop what `up --detach` started")
     commands.add_parser("prepare", help="create and migrate the databases only")
     commands.add_parser("status", help="which processes run")
@@ -50,9 +57,10 @@ def main() -> int:
     if args.command == "prepare":
         stack.prepare()
     elif args.command == "up":
-        return _up(stack, detach=args.detach)
+        return _up(stack, detach=args.detach, prometheus=args.prometheus)
     elif args.command == "down":
         stack.stop(*[name for name in PROCESSES if stack.is_running(name)])
+        stop_detached(stack.config.var_dir / "prometheus")
     elif args.command == "status":
         for name in PROCESSES:
             state = f"running, pid {stack.pid_of(name)}" if stack.is_running(name) else "stopped"
@@ -74,7 +82,7 @@ def main() -> int:
     return 0
 
 
-def _up(stack: Stack, detach: bool) -> int:
+def _up(stack: Stack, detach: bool, prometheus: bool) -> int:
     running = [name for name in PROCESSES if stack.is_running(name)]
     if running:
         print(
@@ -83,6 +91,10 @@ def _up(stack: Stack, detach: bool) -> int:
         return 1
     stack.prepare()
     stack.start()
+    server = Prometheus(stack.config, stack.config.var_dir / "prometheus", DEFAULT_PORT)
+    if prometheus:
+        server.start()
+        print(f"prometheus on {server.url} (alerts: {server.url}/alerts)", flush=True)
     if detach:
         stack.wait_ready()
         print(f"stack is up: {stack.config.addresses()}; logs in {_relative(stack.config.log_dir)}")
@@ -107,6 +119,7 @@ def _up(stack: Stack, detach: bool) -> int:
     stop.wait()
     print("stopping...", flush=True)
     stack.stop()
+    server.stop()
     follower.join(timeout=1)
     return 0
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from scripts.stack.instances import free_port
-from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, SERVICE_NAMES
+from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, RELAYS, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +30,10 @@ class StackConfig:
     amqp_password: str = "guest"
     vhost: str = "/"
     ports: dict[str, int] = field(default_factory=lambda: {c.name: c.port for c in COMPONENTS})
+    # Each relay's /metrics (METRICS_PORT); a second copy of a relay (`order-relay.2`) has none.
+    relay_ports: dict[str, int] = field(
+        default_factory=lambda: {relay: 9101 + i for i, relay in enumerate(RELAYS)}
+    )
     var_dir: Path = ROOT / "var"
     # Extra environment for every process, and per process name.
     env: dict[str, str] = field(default_factory=dict)
@@ -66,6 +70,7 @@ class StackConfig:
             "database_prefix": f"{name}_{run}",
             "vhost": f"{name}-{run}",
             "ports": {name: free_port() for name in COMPONENT_NAMES},
+            "relay_ports": {relay: free_port() for relay in RELAYS},
             "var_dir": var_dir,
         }
         return cls(**(fields | overrides))
@@ -144,6 +149,14 @@ class StackConfig:
     @property
     def dashboard_url(self) -> str:
         return self.base_url(DASHBOARD.name)
+
+    def metrics_addresses(self) -> dict[str, str]:
+        """Where each process answers /metrics (`host:port`), by process name: what a
+        Prometheus scrapes (scripts/stack/prometheus.py)."""
+        return {
+            **{name: f"127.0.0.1:{self.ports[name]}" for name in COMPONENT_NAMES},
+            **{relay: f"127.0.0.1:{port}" for relay, port in self.relay_ports.items()},
+        }
 
     def addresses(self) -> str:
         """`order :8001, payment :8002, inventory :8003, dashboard :8000`, as the stack's

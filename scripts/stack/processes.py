@@ -77,6 +77,8 @@ class Stack:
         }
         if not is_relay(name):
             env["HTTP_PORT"] = str(c.ports[name])
+        elif name in c.relay_ports:
+            env["METRICS_PORT"] = str(c.relay_ports[name])
         return env
 
     def command(self, name: str) -> list[str]:

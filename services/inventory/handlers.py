@@ -20,6 +20,7 @@ from shared.events import (
     PaymentSucceeded,
     items_json,
 )
+from shared.metrics import COMPENSATIONS
 from shared.uow import Handler, UnitOfWork
 
 # What inventory already holds for the order, read under the saga's lock.
@@ -142,6 +143,7 @@ async def _release(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
             order_id=order_id, reservation_id=reservation.reservation_id, reason=reason
         )
     )
+    uow.after_commit(COMPENSATIONS.labels("release").inc)
     return f"released {_describe(wanted)}"
 
 

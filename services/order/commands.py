@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.order import metrics
 from services.order.state import TERMINAL, Status, move
 from shared.events import Item, OrderCancelled, OrderCreated, items_json
 from shared.uow import UnitOfWork
@@ -119,6 +120,7 @@ async def cancel_order(
     current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason=reason)
     if steps:
         uow.emit(OrderCancelled(order_id=order_id, reason=reason))
+        await metrics.finished(uow, order_id, Status.CANCELLED, reason)
     elif current in TERMINAL and current is not Status.CANCELLED:
         raise NotCancellable(current)
     return current, steps

@@ -1,6 +1,7 @@
 """The order service's reactions to the saga's events. Each moves the order through the state
 machine (services/order/state.py) and announces a terminal outcome."""
 
+from services.order import metrics
 from services.order.state import Status, UnknownOrder, describe, move
 from shared.events import (
     InventoryFailed,
@@ -33,6 +34,7 @@ async def confirm_order(uow: UnitOfWork, event: InventoryReserved) -> str:
     what, moved = await _move(uow, event.order_id, Status.CONFIRMED)
     if moved:
         uow.emit(OrderConfirmed(order_id=event.order_id))
+        await metrics.finished(uow, event.order_id, Status.CONFIRMED, None)
     return what
 
 
@@ -48,6 +50,7 @@ async def _reject(uow: UnitOfWork, order_id, reason: str) -> str:
     what, moved = await _move(uow, order_id, Status.REJECTED, reason)
     if moved:
         uow.emit(OrderRejected(order_id=order_id, reason=reason))
+        await metrics.finished(uow, order_id, Status.REJECTED, reason)
         return f"{what} ({reason})"
     return what
 

@@ -8,19 +8,15 @@ is the same command a customer's cancel runs (services/order/commands.py).
 import asyncio
 import logging
 
-import sqlalchemy as sa
-from prometheus_client import Gauge
-
+from services.order import metrics
 from services.order.commands import cancel_order
 from services.order.state import IN_FLIGHT, describe
-from services.order.tables import orders
 from shared.db import Database
 from shared.log import for_order
 from shared.uow import UnitOfWork
 
 logger = logging.getLogger("reaper")
 
-OVERDUE = Gauge("saga_orders_overdue", "In-flight orders past their deadline, not yet cancelled.")
 BATCH = 100
 CLAIM_OVERDUE = """
     SELECT order_id FROM orders
@@ -28,6 +24,10 @@ CLAIM_OVERDUE = """
     ORDER BY deadline_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
+"""
+COUNT_IN_FLIGHT = """
+    SELECT count(*) AS in_flight, count(*) FILTER (WHERE deadline_at < now()) AS overdue
+    FROM orders WHERE status = ANY(%(in_flight)s::text[])
 """
 
 
@@ -44,21 +44,21 @@ async def cancel_overdue(database: Database) -> int:
     return len(overdue)
 
 
-async def count_overdue(database: Database) -> int:
-    async with database.engine.connect() as conn:
-        count = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(orders)
-            .where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
-        )
-    return count or 0
+async def count_in_flight(database: Database) -> tuple[int, int]:
+    """In-flight orders, and how many of them are past their deadline."""
+    async with database.connect(autocommit=True) as sql:
+        row = await sql.first(COUNT_IN_FLIGHT, in_flight=sorted(IN_FLIGHT))
+    return row.in_flight, row.overdue
 
 
 async def run_reaper(database: Database, interval_seconds: float, enabled: bool = True) -> None:
-    """Every interval: publish how many orders are overdue, then (if enabled) cancel them."""
+    """Every interval: publish how many orders are in flight and overdue, then (if enabled)
+    cancel the overdue ones."""
     while True:
         try:
-            OVERDUE.set(await count_overdue(database))
+            in_flight, overdue = await count_in_flight(database)
+            metrics.IN_FLIGHT.set(in_flight)
+            metrics.OVERDUE.set(overdue)
             while enabled and await cancel_overdue(database) == BATCH:
                 pass
         except Exception:

@@ -11,5 +11,5 @@ class OrderSettings(ServiceSettings):
     # cancels it otherwise.
     order_deadline_seconds: float = Field(default=30.0, gt=0)
     reaper_interval_seconds: float = Field(default=1.0, gt=0)
-    # Off only to watch overdue orders pile up (GET /orders?overdue=true, saga_orders_overdue).
+    # Off only to watch overdue orders pile up (GET /orders?overdue=true, saga_sagas_overdue).
     reaper_enabled: bool = True

@@ -17,6 +17,7 @@ from shared.events import (
     PaymentRefunded,
     PaymentSucceeded,
 )
+from shared.metrics import COMPENSATIONS
 from shared.uow import Handler, UnitOfWork
 
 Declined = Literal["unknown_customer", "insufficient_funds"]
@@ -126,6 +127,7 @@ async def _refund(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
             reason=reason,
         )
     )
+    uow.after_commit(COMPENSATIONS.labels("refund").inc)
     return f"refunded {charge.amount_cents} to {charge.customer_id} ({reason})"
 
 

@@ -25,9 +25,9 @@ def assert_nothing_kept(saga: SagaClient, stack: Stack, order_id: str) -> None:
 
     Payment remembers a cancellation in the same unit of work that refunds, and once it has,
     no charge can follow: from then on what payment shows is final."""
+    remembered = "SELECT 1 FROM cancelled_orders WHERE order_id = %s"
     wait_until(
-        lambda: sql(stack, "payment", "SELECT FROM cancelled_orders WHERE order_id = %s", order_id),
-        what="payment to learn of the cancellation",
+        lambda: sql(stack, "payment", remembered, order_id), what="payment to learn of the cancel"
     )
     payments = saga.payments(order_id)
     assert len(payments["charges"]) == len(payments["refunds"]) <= 1
@@ -189,7 +189,7 @@ def test_overdue_sagas_are_visible_until_reaped(saga: SagaClient, stack: Stack) 
 
             wait_until(listed_overdue, what="the order to be listed as overdue")
             wait_until(
-                lambda: _gauge(saga.order.get("/metrics").text, "saga_orders_overdue") >= 1,
+                lambda: _gauge(saga.order.get("/metrics").text, "saga_sagas_overdue") >= 1,
                 what="the overdue gauge",
             )
             assert saga.get_order(order_id)["status"] == "PENDING"
