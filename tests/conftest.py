@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.instances import Broker
 from tests.clients.api import SagaClient
+
+# hypothesis is imported up front: otherwise its pytest plugin imports it at the terminal
+# summary of a run that collected no hypothesis test, where CPython 3.11.7 was seen to fail
+# with "SystemError: AST constructor recursion depth mismatch" while pytest rewrote it.
 
 # Short retry delays keep the retry tests quick; everything else is the default.
 TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO"}

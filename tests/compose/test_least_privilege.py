@@ -64,23 +64,30 @@ def test_a_service_role_connects_to_its_own_database_and_no_other(
             assert psql(other, f"saga_{service}").returncode != 0
 
 
+async def connect_as(stack: ComposeStack, user: str) -> aio_pika.abc.AbstractConnection:
+    """The broker, as one of docker-compose.yml's users with its development password."""
+    port = stack.config.amqp_port
+    return await aio_pika.connect(f"amqp://{user}:{AMQP_PASSWORDS[user]}@127.0.0.1:{port}/")
+
+
+async def cannot_read(connection: aio_pika.abc.AbstractConnection, queue_name: str) -> None:
+    """A get from the queue is refused (a passive declare needs no permission; reading does)."""
+    channel = await connection.channel()
+    with pytest.raises(ChannelAccessRefused):
+        queue = await channel.declare_queue(queue_name, passive=True)
+        await queue.get(fail=False)
+
+
 @pytest.mark.parametrize("service", SERVICE_NAMES)
 async def test_a_broker_user_reads_only_its_own_queues_and_declares_no_shared_exchange(
     compose_stack: ComposeStack, service: str
 ) -> None:
-    config = compose_stack.config
-    url = f"amqp://{service}:{AMQP_PASSWORDS[service]}@127.0.0.1:{config.amqp_port}/"
-    connection = await aio_pika.connect(url)
-    async with connection:
+    async with await connect_as(compose_stack, service) as connection:
         own = await connection.channel()
         await own.declare_queue(f"{service}.events", passive=True)
         for other in SERVICE_NAMES:
-            if other == service:
-                continue
-            channel = await connection.channel()
-            with pytest.raises(ChannelAccessRefused):
-                queue = await channel.declare_queue(f"{other}.events", passive=True)
-                await queue.get(fail=False)
+            if other != service:
+                await cannot_read(connection, f"{other}.events")
         channel = await connection.channel()
         with pytest.raises(ChannelAccessRefused):
             await channel.declare_exchange("saga.events", "topic", durable=True)
@@ -93,10 +100,7 @@ async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
 async def test_the_dashboard_user_reads_the_stream_and_the_dlqs_and_nothing_else(
     compose_stack: ComposeStack,
 ) -> None:
-    user = DASHBOARD.name
-    url = f"amqp://{user}:{AMQP_PASSWORDS[user]}@127.0.0.1:{compose_stack.config.amqp_port}/"
-    connection = await aio_pika.connect(url)
-    async with connection:
+    async with await connect_as(compose_stack, DASHBOARD.name) as connection:
         stream = await connection.channel()
         await stream.set_qos(prefetch_count=10)
         audit = await stream.declare_queue("saga.audit", passive=True)
@@ -108,10 +112,7 @@ async def test_the_dashboard_user_reads_the_stream_and_the_dlqs_and_nothing_else
             if letter := await dlq.get(fail=False):
                 await letter.nack(requeue=True)
         for service in SERVICE_NAMES:
-            channel = await connection.channel()
-            with pytest.raises(ChannelAccessRefused):
-                queue = await channel.declare_queue(f"{service}.events", passive=True)
-                await queue.get(fail=False)
+            await cannot_read(connection, f"{service}.events")
         channel = await connection.channel()
         with pytest.raises(ChannelAccessRefused):
             await channel.declare_queue("dashboard.own", durable=True)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import psycopg
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import ChannelAccessRefused
 
 from scripts.stack import Stack
@@ -89,36 +89,43 @@ async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
     return None
 
 
+Attempt = Callable[[AbstractChannel], Awaitable[object]]
+
+
+async def refused(connection: AbstractConnection, attempt: Attempt) -> bool:
+    """Whether the broker refuses `attempt` on a fresh channel of `connection` (403)."""
+    channel = await connection.channel()
+    try:
+        await attempt(channel)
+    except ChannelAccessRefused:
+        return True
+    await channel.close()
+    return False
+
+
+def consume(queue_name: str) -> Attempt:
+    async def attempt(channel: AbstractChannel) -> object:
+        queue = await channel.get_queue(queue_name, ensure=False)
+        return await queue.consume(ignore)
+
+    return attempt
+
+
 async def test_a_service_broker_user_reaches_only_its_own_queues(stack: Stack) -> None:
     connection = await aio_pika.connect(stack.config.amqp_url_of("payment"))
     async with connection:
-
-        async def refused(attempt: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
-            channel = await connection.channel()
-            try:
-                await attempt(channel)
-            except ChannelAccessRefused:
-                return True
-            await channel.close()
-            return False
-
-        def consume(queue_name: str) -> Callable[[AbstractChannel], Awaitable[object]]:
-            async def attempt(channel: AbstractChannel) -> object:
-                queue = await channel.get_queue(queue_name, ensure=False)
-                return await queue.consume(ignore)
-
-            return attempt
-
-        assert not await refused(consume("payment.events.dlq"))
+        assert not await refused(connection, consume("payment.events.dlq"))
         # Its relay may read the audit stream: it waits for the stream to run before publishing.
         await asyncio.wait_for(topology.wait_for_audit_stream(connection), 10)
-        assert await refused(consume("order.events"))
-        assert await refused(consume("inventory.events.dlq"))
+        assert await refused(connection, consume("order.events"))
+        assert await refused(connection, consume("inventory.events.dlq"))
         assert await refused(
-            lambda channel: channel.declare_queue("order.events", durable=True, arguments={})
+            connection,
+            lambda channel: channel.declare_queue("order.events", durable=True, arguments={}),
         )
         assert await refused(
-            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True)
+            connection,
+            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True),
         )
 
 
@@ -128,31 +135,18 @@ async def test_the_dashboard_broker_user_reads_the_stream_and_the_dlqs_and_nothi
     connection = await aio_pika.connect(stack.config.amqp_url_of(DASHBOARD.name))
     async with connection:
 
-        async def refused(attempt: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
-            channel = await connection.channel()
-            try:
-                await attempt(channel)
-            except ChannelAccessRefused:
-                return True
-            await channel.close()
-            return False
-
         async def follow_the_stream(channel: AbstractChannel) -> object:
             await channel.set_qos(prefetch_count=10)
             stream = await channel.get_queue(topology.AUDIT_STREAM, ensure=False)
             return await stream.consume(ignore, arguments={"x-stream-offset": "last"})
 
-        def consume(queue_name: str) -> Callable[[AbstractChannel], Awaitable[object]]:
-            async def attempt(channel: AbstractChannel) -> object:
-                queue = await channel.get_queue(queue_name, ensure=False)
-                return await queue.consume(ignore)
-
-            return attempt
-
-        assert not await refused(follow_the_stream)
-        assert not await refused(consume("payment.events.dlq"))
-        assert await refused(consume("payment.events"))
-        assert await refused(lambda channel: channel.declare_queue("dashboard.own", durable=True))
+        assert not await refused(connection, follow_the_stream)
+        assert not await refused(connection, consume("payment.events.dlq"))
+        assert await refused(connection, consume("payment.events"))
         assert await refused(
-            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True)
+            connection, lambda channel: channel.declare_queue("dashboard.own", durable=True)
+        )
+        assert await refused(
+            connection,
+            lambda channel: channel.declare_exchange("saga.events", "topic", durable=True),
         )
