@@ -4,10 +4,9 @@ a rebuild of its projection from the stream's first offset."""
 import argparse
 import asyncio
 
-import uvicorn
-
 from dashboard import store
 from dashboard.settings import DashboardSettings
+from shared.cli import serve
 from shared.db import Database
 from shared.migrations import upgrade
 
@@ -37,14 +36,7 @@ def main() -> None:
     else:
         from dashboard.main import create_app  # the web app only where it is served
 
-        uvicorn.run(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=3,
-        )
+        serve(create_app(settings), settings.http_host, settings.http_port, shutdown_seconds=3)
 
 
 if __name__ == "__main__":

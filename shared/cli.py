@@ -1,4 +1,5 @@
-"""`python -m services.<name> [serve|migrate]`: the one entry point of each service."""
+"""`python -m services.<name> [serve|migrate]`: the one entry point of each service; `serve`,
+how every web process (the dashboard too) runs."""
 
 import argparse
 from collections.abc import Callable
@@ -23,11 +24,17 @@ def main(
         upgrade(name, settings.database_url)
         print(f"{name}: database migrated to head")
         return
+    serve(create_app(settings), settings.http_host, settings.http_port)
+
+
+def serve(app: FastAPI, host: str, port: int, shutdown_seconds: int = 5) -> None:
+    """Run `app` with the project's own logging (shared/log.py: no uvicorn config, no access
+    log), giving open requests `shutdown_seconds` on SIGTERM."""
     uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
+        app,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=shutdown_seconds,
     )
