@@ -1,6 +1,5 @@
 """The dashboard process's long-lived parts, kept on `app.state.runtime`."""
 
-import asyncio
 from uuid import UUID
 
 from fastapi import Request
@@ -10,6 +9,7 @@ from dashboard.letters import DeadLetter, DeadLetters
 from dashboard.live import Live
 from dashboard.settings import DashboardSettings
 from shared.db import Database
+from shared.service import readiness
 
 
 class Runtime:
@@ -22,14 +22,7 @@ class Runtime:
         self.letters = DeadLetters(settings.amqp_url, self.database)
 
     async def ready(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(self.database.ping(), timeout=2)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {type(exc).__name__}"
-        checks["broker"] = "ok" if self.follower.link.connected.is_set() else "unreachable"
-        return checks
+        return await readiness(self.database, self.follower.link)
 
     async def dead_letters_of(self, order_id: UUID) -> list[DeadLetter]:
         """The saga's messages in a DLQ now; none when the broker cannot be asked."""

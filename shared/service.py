@@ -53,14 +53,23 @@ class Runtime:
         self.broker = BrokerLink(settings.amqp_url, name, self.consumer.start)
 
     async def ready(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(self.database.ping(), timeout=2)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {type(exc).__name__}"
-        checks["broker"] = "ok" if self.broker.connected.is_set() else "unreachable"
-        return checks
+        return await readiness(self.database, self.broker)
+
+
+async def readiness(database: Database, broker: BrokerLink) -> dict[str, str]:
+    """What /readyz reports for a process with a database and a broker link: "ok" or why not."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(database.ping(), timeout=2)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["broker"] = "ok" if broker.connected.is_set() else "unreachable"
+    return checks
+
+
+def all_ok(checks: dict[str, str]) -> bool:
+    return all(value == "ok" for value in checks.values())
 
 
 def build_app(
@@ -119,13 +128,13 @@ def operations_router() -> APIRouter:
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
         checks = await request.app.state.runtime.ready()
-        ready = all(value == "ok" for value in checks.values())
+        ready = all_ok(checks)
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @router.get("/metrics")
     async def metrics(request: Request) -> Response:
         checks = await request.app.state.runtime.ready()
-        READY.set(all(value == "ok" for value in checks.values()))
+        READY.set(all_ok(checks))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
