@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from scripts.stack import Stack
+from tests.clients.database import sql
+
 CHROMIUM = os.environ.get("SAGA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling home, refused here.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,3 +61,14 @@ async def marked(page: Page) -> None:
 
 async def still_marked(page: Page) -> bool:
     return bool(await page.evaluate("window.__notReloaded === true"))
+
+
+def events_projected(stack: Stack, orders: list[str]) -> list[int]:
+    """How many distinct events of each order the dashboard projected (repeats not counted),
+    sorted: four per confirmed saga when nothing is missing or doubled."""
+    rows = sql(
+        stack, "dashboard",
+        "SELECT order_id::text, count(*) FROM stream_messages WHERE kind = 'event' "
+        "AND NOT repeat AND order_id::text = ANY(%s) GROUP BY 1", orders,
+    )  # fmt: skip
+    return sorted(count for _, count in rows)

@@ -13,9 +13,8 @@ from playwright.async_api import Page, expect
 
 from scripts.stack import Stack
 from scripts.stack.instances import OwnPostgres, OwnRabbitMQ
-from tests.browser.conftest import marked, still_marked
+from tests.browser.conftest import events_projected, marked, still_marked
 from tests.clients.api import SagaClient
-from tests.clients.database import sql
 from tests.conftest import stack_on
 
 TIMEOUT_MS = 60_000
@@ -68,9 +67,4 @@ async def _through_restarts(
     await expect(confirmed).to_have_count(9, timeout=TIMEOUT_MS)
     assert await still_marked(page), "the page reloaded instead of reconnecting"
 
-    events = sql(
-        stack, "dashboard",
-        "SELECT order_id::text, count(*) FROM stream_messages WHERE kind = 'event' "
-        "AND NOT repeat AND order_id::text = ANY(%s) GROUP BY 1", orders,
-    )  # fmt: skip
-    assert sorted(n for _, n in events) == [4] * 9  # created, paid, reserved, confirmed
+    assert events_projected(stack, orders) == [4] * 9  # created, paid, reserved, confirmed

@@ -8,7 +8,7 @@ import re
 from playwright.async_api import Page, expect
 
 from scripts.stack import Stack
-from tests.browser.conftest import marked, still_marked
+from tests.browser.conftest import events_projected, marked, still_marked
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with
@@ -122,12 +122,7 @@ async def test_a_dashboard_killed_mid_stream_catches_up_with_nothing_missing_or_
     [(next_offset,)] = sql(stack, "dashboard", "SELECT next_offset FROM stream_position")
     assert count == distinct
     assert next_offset == last + 1
-    events = sql(
-        stack, "dashboard",
-        "SELECT order_id::text, count(*) FROM stream_messages WHERE kind = 'event' "
-        "AND NOT repeat AND order_id::text = ANY(%s) GROUP BY 1", orders,
-    )  # fmt: skip
-    assert sorted(n for _, n in events) == [4] * 20  # created, paid, reserved, confirmed
+    assert events_projected(stack, orders) == [4] * 20  # created, paid, reserved, confirmed
 
 
 def test_bad_input_gets_a_readable_4xx_page_or_json(stack: Stack) -> None:
