@@ -23,8 +23,11 @@ from tests.clients.api import SagaClient
 # summary of a run that collected no hypothesis test, where CPython 3.11.7 was seen to fail
 # with "SystemError: AST constructor recursion depth mismatch" while pytest rewrote it.
 
-# Short retry delays keep the retry tests quick; everything else is the default.
-TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO"}
+# Short retry delays keep the retry tests quick. Small pools: a test's own stack (outages, the
+# checker, metrics) runs beside the session's, and both fit in the machine's PostgreSQL
+# (max_connections 100 by default; at 16 per service two stacks did not). Everything else is
+# the default.
+TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO", "DB_POOL_SIZE": "6"}
 
 
 @pytest.fixture(scope="session")

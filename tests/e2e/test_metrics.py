@@ -31,9 +31,7 @@ MIX = Mix(customers=12, poor_ratio=0.25, skus=6, scarce_ratio=0.5, scarce_units=
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Prometheus]]:
     directory = tmp_path_factory.mktemp("metrics")
-    # Small pools: this stack runs beside the session's, and both must fit in the machine's
-    # PostgreSQL (max_connections 100 by default).
-    config = StackConfig.isolated("sagatest", directory, env=TEST_ENV | {"DB_POOL_SIZE": "4"})
+    config = StackConfig.isolated("sagatest", directory, env=TEST_ENV)
     with Stack(config).running() as stack:
         prometheus = Prometheus(config, directory / "prometheus", interval="1s")
         prometheus.start()
