@@ -9,7 +9,7 @@ import uvloop
 
 from relay.relay import Relay
 from relay.settings import RelaySettings
-from shared import log
+from shared import log, tracing
 from shared.settings import database_url
 from shared.system import SERVICE_NAMES, service_of
 
@@ -21,8 +21,13 @@ def main() -> None:
     settings = RelaySettings()
     if not settings.database_url:
         settings.database_url = database_url(service_of(args.service).database)
-    log.setup(f"{args.service}-relay", settings.log_level, settings.log_json)
-    uvloop.run(_serve(Relay(settings)))  # the event loop uvicorn gives the services
+    process = f"{args.service}-relay"
+    log.setup(process, settings.log_level, settings.log_json, settings.log_trace_ids)
+    tracing.setup(process)
+    try:
+        uvloop.run(_serve(Relay(settings)))  # the event loop uvicorn gives the services
+    finally:
+        tracing.shutdown()
 
 
 async def _serve(relay: Relay) -> None:

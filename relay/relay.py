@@ -10,6 +10,8 @@
   nacked or timed-out publish is an error: its row stays pending and is tried again.
 - Marks rows only after their confirms. A relay that dies between the two publishes the batch
   again after restart: at least once, and the consumers' inbox makes it exactly one effect.
+- Publishes each row in the trace of the work that wrote it (its stored trace context), and the
+  batch, which serves several sagas, as a span of its own linked to each (shared/tracing.py).
 """
 
 import asyncio
@@ -23,7 +25,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange
 from prometheus_client import start_http_server
 
 from relay.settings import RelaySettings
-from shared import topology
+from shared import topology, tracing
 from shared.broker import BrokerLink
 from shared.db import Database, libpq_url
 from shared.faults import crash
@@ -39,7 +41,8 @@ logger = logging.getLogger("relay")
 # by PostgreSQL: the relay never parses and re-serializes what it merely forwards.
 CLAIM = """
     SELECT id, routing_key, body::text AS body, body ->> 'message_id' AS message_id,
-           body ->> 'correlation_id' AS order_id, body ->> 'type' AS type, created_at
+           body ->> 'correlation_id' AS order_id, body ->> 'type' AS type, created_at,
+           trace_context
     FROM outbox
     WHERE published_at IS NULL
     ORDER BY id
@@ -124,48 +127,61 @@ class Relay:
             rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
-            results = await asyncio.gather(
-                *(self._publish(exchange, row) for row in rows),
-                return_exceptions=True,
-            )
-            confirmed = [
-                row.id for row, result in zip(rows, results, strict=True) if result is None
-            ]
-            if any(isinstance(result, TimeoutError) for result in results):
-                # A connection that takes no frames and confirms nothing for that long is not
-                # coming back by itself: drop it, the link reconnects.
-                self._link.reset("publishes timed out")
-            for row, result in zip(rows, results, strict=True):
-                if isinstance(result, BaseException):
-                    RELAY_FAILED.inc()
-                    for_order(logger, row.order_id).error(
-                        "publish of %s failed, row %d stays pending: %r",
-                        row.type,
-                        row.id,
-                        result,
-                    )
-            if self._settings.fault_crash_after_publish:
-                crash()
-            if confirmed:
-                await sql.execute(MARK_PUBLISHED, ids=confirmed)
+            with tracing.tracer.start_as_current_span(
+                "relay batch",
+                links=tracing.links_to([row.trace_context for row in rows]),
+                attributes={"messaging.batch.message_count": len(rows)},
+            ):
+                confirmed = await self._publish_all(exchange, rows)
+                if self._settings.fault_crash_after_publish:
+                    crash()
+                if confirmed:
+                    await sql.execute(MARK_PUBLISHED, ids=confirmed)
         RELAY_PUBLISHED.inc(len(confirmed))
         return len(rows), len(rows) - len(confirmed)
 
-    async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
-        message = Message(
-            row.body.encode(),
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=row.message_id,
-            correlation_id=row.order_id,
-            type=row.type,
-            timestamp=row.created_at,
+    async def _publish_all(self, exchange: AbstractExchange, rows: list[Any]) -> list[int]:
+        """Publish the rows at once; return the ids of those the broker confirmed."""
+        results = await asyncio.gather(
+            *(self._publish(exchange, row) for row in rows),
+            return_exceptions=True,
         )
-        # The whole publish is bounded: aiormq's own timeout covers the confirm, not the wait
-        # for the socket to take the frame, which a blocked connection never does.
-        async with asyncio.timeout(self._settings.publish_timeout_seconds):
-            await exchange.publish(message, routing_key=row.routing_key, mandatory=True)
-        for_order(logger, row.order_id).info("published %s", row.type)
+        if any(isinstance(result, TimeoutError) for result in results):
+            # A connection that takes no frames and confirms nothing for that long is not
+            # coming back by itself: drop it, the link reconnects.
+            self._link.reset("publishes timed out")
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                RELAY_FAILED.inc()
+                for_order(logger, row.order_id).error(
+                    "publish of %s failed, row %d stays pending: %r", row.type, row.id, result
+                )
+        return [row.id for row, result in zip(rows, results, strict=True) if result is None]
+
+    async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
+        with tracing.publishing(row.trace_context, f"publish {row.type}", {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topology.EVENTS_EXCHANGE,
+            "messaging.rabbitmq.destination.routing_key": row.routing_key,
+            "messaging.message.id": row.message_id,
+            "saga.order_id": row.order_id,
+        }) as headers:  # fmt: skip
+            message = Message(
+                row.body.encode(),
+                headers=headers,
+                content_type="application/json",
+                delivery_mode=DeliveryMode.PERSISTENT,
+                message_id=row.message_id,
+                correlation_id=row.order_id,
+                type=row.type,
+                timestamp=row.created_at,
+            )
+            # The whole publish is bounded: aiormq's own timeout covers the confirm, not the
+            # wait for the socket to take the frame, which a blocked connection never does.
+            async with asyncio.timeout(self._settings.publish_timeout_seconds):
+                await exchange.publish(message, routing_key=row.routing_key, mandatory=True)
+            for_order(logger, row.order_id).info("published %s", row.type)
 
     async def _listen(self) -> None:
         """Set the wake event on every NOTIFY; reconnect when the database goes away."""

@@ -15,8 +15,9 @@ import time
 from collections.abc import Mapping
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from opentelemetry.trace import Span, StatusCode
 
-from shared import topology
+from shared import topology, tracing
 from shared.broker import BrokerLink
 from shared.db import Database
 from shared.envelope import PoisonMessage, decode
@@ -24,7 +25,7 @@ from shared.faults import Faults
 from shared.log import for_order
 from shared.metrics import DLQ_MESSAGES, HANDLE_SECONDS, MESSAGES
 from shared.observations import DUPLICATE, observe
-from shared.redelivery import Redelivery
+from shared.redelivery import Redelivery, attempts_of
 from shared.uow import Handler, UnitOfWork
 
 logger = logging.getLogger("consumer")
@@ -101,12 +102,29 @@ class Consumer:
         await asyncio.shield(self._handle(message))
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        # In the trace of the message's saga, as a child of the relay's publish of it: every
+        # log line of this delivery, and the unit of work, carry its trace id.
+        with tracing.consuming(message.headers, f"process {message.type}", {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topology.work_queue(self._service),
+            "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
+            "messaging.message.id": message.message_id or "",
+            "saga.order_id": message.correlation_id or "",
+            "saga.attempt": attempts_of(message),
+        }) as span:  # fmt: skip
+            await self._settle(message, span)
+
+    async def _settle(self, message: AbstractIncomingMessage, span: Span) -> None:
         try:
             applied = await self._apply(message)
         except PoisonMessage as poison:
+            span.set_status(StatusCode.ERROR, f"dead-lettered: {poison.reason}")
             await self._redelivery.dead_letter(message, poison.reason, poison.detail)
             return
         except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"failed: {type(exc).__name__}")
             await self._redelivery.retry_later(message, exc)
             return
         try:

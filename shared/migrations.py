@@ -94,6 +94,13 @@ def create_messaging_tables() -> None:
     op.create_index("inbox_received_at", "inbox", ["received_at"])
 
 
+def add_trace_context(table: str = "outbox") -> None:
+    """The W3C trace context of the work that wrote a row (shared/tracing.py): on the outbox,
+    for the relay to publish; on the order, for the commands that act on its saga later. NULL
+    for rows written before it existed, which are published without one."""
+    op.add_column(table, sa.Column("trace_context", JSONB))
+
+
 def create_cancellations_table() -> None:
     """Orders whose OrderCancelled was seen (shared/cancellations.py): a late OrderCreated or
     PaymentSucceeded for one is never acted on. Kept for good, like the inbox's purpose."""

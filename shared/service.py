@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
 
-from shared import log
+from shared import log, tracing
 from shared.broker import BrokerLink
 from shared.consumer import Consumer
 from shared.db import Database
@@ -79,7 +79,8 @@ def build_app(
     router: APIRouter,
     background: Sequence[BackgroundTask] = (),
 ) -> FastAPI:
-    log.setup(name, settings.log_level, settings.log_json)
+    log.setup(name, settings.log_level, settings.log_json, settings.log_trace_ids)
+    tracing.setup(name)
     runtime = Runtime(name, settings, handlers)
 
     @contextlib.asynccontextmanager
@@ -106,8 +107,10 @@ def build_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.database.close()
+            tracing.shutdown()
 
     app = FastAPI(title=f"{name} service", lifespan=lifespan)
+    tracing.instrument(app)
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(operations_router())

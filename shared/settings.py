@@ -22,6 +22,8 @@ class CommonSettings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     log_level: str = "INFO"
     log_json: bool = False
+    # The trace id in every log line of a saga (shared/tracing.py); unset: in JSON lines only.
+    log_trace_ids: bool | None = None
     # "all": declare the whole broker topology (a broker user allowed everything); "own":
     # declare only this process's queues, the administrator having declared the rest
     # (shared/topology.py).

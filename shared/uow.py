@@ -1,7 +1,9 @@
 """The unit of work: one local transaction per message or request.
 
 It rolls back unless committed. Its commit writes the inbox row, the state change and the
-outbox rows together, so an effect and the events it causes exist together or not at all.
+outbox rows together, so an effect and the events it causes exist together or not at all. It
+runs in a span of its own; each outbox row keeps the trace context current at its `emit`
+(shared/tracing.py).
 """
 
 from collections.abc import Awaitable, Callable
@@ -9,7 +11,9 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
 
-from shared import inbox, outbox
+from opentelemetry import context, trace
+
+from shared import inbox, outbox, tracing
 from shared.db import Database, Sql
 from shared.envelope import Envelope, wrap
 from shared.events import Event
@@ -23,7 +27,10 @@ class UnitOfWork:
         self._sql: Sql | None = None
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
+        self._trace_contexts: list[tracing.TraceContext] = []
         self._after_commit: list[Callable[[], object]] = []
+        self._span: trace.Span | None = None
+        self._token: object = None
 
     @property
     def sql(self) -> Sql:
@@ -32,6 +39,10 @@ class UnitOfWork:
         return self._sql
 
     async def __aenter__(self) -> Self:
+        self._span = tracing.tracer.start_span(
+            "unit of work", attributes={"saga.producer": self._producer}
+        )
+        self._token = context.attach(trace.set_span_in_context(self._span))
         # Whatever is not committed when the block ends is rolled back (`Database.connect`).
         self._sql = await self._exit_stack.enter_async_context(self._database.connect())
         return self
@@ -42,7 +53,15 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._exit_stack.aclose()
+        try:
+            await self._exit_stack.aclose()
+        finally:
+            assert self._span is not None
+            if exc is not None:
+                self._span.record_exception(exc)
+                self._span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+            context.detach(self._token)  # type: ignore[arg-type]
+            self._span.end()
 
     async def accept(self, envelope: Envelope) -> bool:
         """Lock the message's saga and record it in the inbox; False for a duplicate.
@@ -52,11 +71,17 @@ class UnitOfWork:
         concurrent messages of one saga could each miss the other's write.
         """
         self.cause = envelope
+        if self._span is not None:
+            self._span.set_attributes({
+                "saga.order_id": str(envelope.correlation_id),
+                "messaging.message.id": str(envelope.message_id),
+            })  # fmt: skip
         return await inbox.record(self.sql, envelope)
 
     def emit(self, event: Event) -> Envelope:
         envelope = wrap(event, self._producer, self.cause.message_id if self.cause else None)
         self.emitted.append(envelope)
+        self._trace_contexts.append(tracing.current())
         return envelope
 
     def after_commit(self, action: Callable[[], object]) -> None:
@@ -65,8 +90,10 @@ class UnitOfWork:
         self._after_commit.append(action)
 
     async def commit(self) -> None:
-        for envelope in self.emitted:
-            await outbox.append(self.sql, envelope)
+        for envelope, trace_context in zip(self.emitted, self._trace_contexts, strict=True):
+            await outbox.append(self.sql, envelope, trace_context)
+        if self._span is not None and self.emitted:
+            self._span.set_attribute("saga.emitted", [e.type for e in self.emitted])
         await self.sql.connection.commit()
         for action in self._after_commit:
             action()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.order import metrics
 from services.order.state import TERMINAL, Status, move
+from shared import tracing
 from shared.events import Item, OrderCancelled, OrderCreated, items_json
 from shared.uow import UnitOfWork
 
@@ -52,9 +53,10 @@ class Placed:
 INSERT_ORDER = """
     WITH created AS (
         INSERT INTO orders (order_id, customer_id, items, total_cents, status, deadline_at,
-                            idempotency_key, request_fingerprint)
+                            idempotency_key, request_fingerprint, trace_context)
         VALUES (%(order_id)s, %(customer_id)s, %(items)s::jsonb, %(total_cents)s, %(status)s,
-                %(deadline_at)s, %(idempotency_key)s, %(request_fingerprint)s)
+                %(deadline_at)s, %(idempotency_key)s, %(request_fingerprint)s,
+                %(trace_context)s::jsonb)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING order_id, customer_id, items, total_cents, status, reason,
                   created_at, updated_at, deadline_at
@@ -64,6 +66,7 @@ INSERT_ORDER = """
     )
     SELECT * FROM created
 """
+TRACE_OF_ORDER = "SELECT trace_context FROM orders WHERE order_id = %(order_id)s"
 ORDER_OF_KEY = """
     SELECT order_id, customer_id, items, total_cents, status, reason,
            created_at, updated_at, deadline_at, request_fingerprint
@@ -93,6 +96,8 @@ async def place_order(
         deadline_at=deadline,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
+        # The saga's trace: its later cancel, whoever asks, continues it.
+        trace_context=json.dumps(tracing.current()),
     )
     if row is None:  # the key was used before: same body, same order; else refuse
         existing = await uow.sql.first(ORDER_OF_KEY, idempotency_key=idempotency_key)
@@ -119,7 +124,9 @@ async def cancel_order(
     already. Raises UnknownOrder, or NotCancellable past the pivot."""
     current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason=reason)
     if steps:
-        uow.emit(OrderCancelled(order_id=order_id, reason=reason))
+        stored = await uow.sql.scalar(TRACE_OF_ORDER, order_id=order_id)
+        with tracing.continuing(stored, f"cancel order ({reason})"):
+            uow.emit(OrderCancelled(order_id=order_id, reason=reason))
         await metrics.finished(uow, order_id, Status.CANCELLED, reason)
     elif current in TERMINAL and current is not Status.CANCELLED:
         raise NotCancellable(current)

@@ -1,0 +1,170 @@
+"""One trace per saga: W3C trace context through the outbox, the broker and every consumer.
+
+- The unit of work runs in a span (shared/uow.py) and writes the context of the span current
+  at each `emit` into the event's outbox row, in the same transaction (shared/outbox.py).
+- The relay publishes each row under a span whose parent is that stored context, and puts its
+  own context in the message's headers: `traceparent`, and `tracestate` when set. Its claim of
+  a batch is a span of its own with a link to each row's saga.
+- The consumer continues the headers' context (`consuming`). Retries, dead letters and DLQ
+  replays copy the headers as they are (shared/redelivery.py), so every copy of a message
+  stays in its saga's trace; the order row keeps the saga's context for the commands that act
+  on a saga later, the reaper's deadline and a customer's cancel (`continuing`).
+
+Propagation is always on. Spans are exported only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+(OTLP over HTTP, configured by the SDK's own OTEL_* variables); without it the SDK still makes
+the spans, for their ids, and drops them when they end.
+
+aio-pika's instrumentation is not used: it injects the context current at the publish, which
+in the relay is the relay's batch rather than the saga that wrote the row, and it wraps the
+queue's callback, where the consumer needs its span around its own unit of work and
+redelivery. The propagation API does the same in a few lines.
+"""
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link, Span, SpanKind, format_trace_id
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# W3C trace context as it travels: AMQP headers, and a JSON object in the outbox and orders.
+TraceContext = dict[str, str]
+
+tracer = trace.get_tracer("saga")
+_provider: TracerProvider | None = None
+
+# What the HTTP instrumentation leaves out: probes and scrapes are not a saga's work.
+UNTRACED_URLS = "/healthz,/readyz,/metrics"
+
+
+def exporting() -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def setup(process: str) -> None:
+    """The process's tracer provider, named `process` (`order`, `order-relay`). Once per
+    process; a second call (tests build several apps in one) keeps the first."""
+    global _provider
+    if _provider is not None:
+        return
+    _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: process}))
+    if exporting():
+        # Imported only when used: the exporter pulls in protobuf and requests.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # A span per statement, some forty per saga: worth their cost only when someone
+        # will see them.
+        PsycopgInstrumentor().instrument(skip_dep_check=True)
+    trace.set_tracer_provider(_provider)
+
+
+def instrument(app: "FastAPI") -> None:
+    """A server span per request, continuing the caller's `traceparent` when it sent one."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=UNTRACED_URLS, exclude_spans=["receive", "send"]
+    )
+
+
+def shutdown() -> None:
+    """Export what is still buffered; at the end of the process."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def current() -> TraceContext:
+    """The current span's context, as headers."""
+    carrier: TraceContext = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id in hex, for log lines; None outside any span."""
+    context = trace.get_current_span().get_span_context()
+    return format_trace_id(context.trace_id) if context.is_valid else None
+
+
+def trace_id_of(carrier: Mapping[str, Any] | None) -> str | None:
+    """The trace id a carrier (headers, a stored context) names, or None."""
+    context = trace.get_current_span(propagate.extract(carrier or {}, getter=_GETTER))
+    span_context = context.get_span_context()
+    return format_trace_id(span_context.trace_id) if span_context.is_valid else None
+
+
+class _HeaderGetter(Getter[Mapping[str, Any]]):
+    """AMQP header values arrive as str or, from some clients, bytes."""
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeaderGetter()
+
+
+@contextlib.contextmanager
+def consuming(
+    headers: Mapping[str, Any], name: str, attributes: Mapping[str, Any]
+) -> Iterator[Span]:
+    """The span of one delivery, a child of the span that published it."""
+    parent = propagate.extract(headers, getter=_GETTER)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def publishing(
+    stored: Mapping[str, Any] | None, name: str, attributes: Mapping[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """The span of one publish, a child of the unit of work that wrote the row (`stored`);
+    yields the headers that carry it."""
+    parent = propagate.extract(stored or {}, getter=_GETTER)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        yield dict(current())
+
+
+@contextlib.contextmanager
+def continuing(stored: Mapping[str, Any] | None, name: str) -> Iterator[Span]:
+    """A span in the saga's trace (`stored`, kept with the order) for work that acts on the
+    saga from elsewhere, linked to the span that did it (a cancel request, the reaper)."""
+    here = trace.get_current_span().get_span_context()
+    with tracer.start_as_current_span(
+        name,
+        context=propagate.extract(stored or {}, getter=_GETTER),
+        links=[Link(here)] if here.is_valid else [],
+    ) as span:
+        yield span
+
+
+def links_to(carriers: list[Mapping[str, Any] | None]) -> list[Link]:
+    """Links to the spans the carriers name: a batch that serves several sagas."""
+    links = []
+    for carrier in carriers:
+        context = trace.get_current_span(propagate.extract(carrier or {}, getter=_GETTER))
+        if (span_context := context.get_span_context()).is_valid:
+            links.append(Link(span_context))
+    return links
