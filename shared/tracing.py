@@ -10,9 +10,11 @@
   stays in its saga's trace; the order row keeps the saga's context for the commands that act
   on a saga later, the reaper's deadline and a customer's cancel (`continuing`).
 
-Propagation is always on. Spans are exported only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
-(OTLP over HTTP, configured by the SDK's own OTEL_* variables); without it the SDK still makes
-the spans, for their ids, and drops them when they end.
+Propagation is always on. Spans are recorded and exported only when
+`OTEL_EXPORTER_OTLP_ENDPOINT` is set (OTLP over HTTP, configured by the SDK's own OTEL_*
+variables). Without it the sampler drops every span at its start: the SDK still gives each one
+its ids, which is all that propagation and the log lines need, and records nothing (a span
+recorded only to be thrown away cost about 8% of the saturation throughput, measured).
 
 aio-pika's instrumentation is not used: it injects the context current at the publish, which
 in the relay is the relay's batch rather than the saga that wrote the row, and it wraps the
@@ -30,6 +32,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, Span, SpanKind, format_trace_id
 
 if TYPE_CHECKING:
@@ -58,12 +61,15 @@ def setup(process: str) -> None:
     global _provider
     if _provider is not None:
         return
-    _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: process}))
-    if exporting():
+    resource = Resource.create({SERVICE_NAME: process})
+    if not exporting():
+        _provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    else:
         # Imported only when used: the exporter pulls in protobuf and requests.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
+        _provider = TracerProvider(resource=resource)  # the sampler OTEL_TRACES_SAMPLER names
         _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         # A span per statement, some forty per saga: worth their cost only when someone
         # will see them.
