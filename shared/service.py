@@ -109,8 +109,7 @@ def build_app(
             await runtime.database.close()
             tracing.shutdown()
 
-    app = FastAPI(title=f"{name} service", lifespan=lifespan)
-    tracing.instrument(app)
+    app = FastAPI(title=f"{name} service", lifespan=lifespan, telemetry=tracing.http_telemetry())
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(operations_router())
@@ -159,7 +158,7 @@ async def _database(request: Request) -> Database:
 
 async def _unit_of_work(request: Request) -> UnitOfWork:
     runtime: Runtime = request.app.state.runtime
-    return UnitOfWork(runtime.database, runtime.name)
+    return UnitOfWork(runtime.database, runtime.name, tracing.incoming(request.headers))
 
 
 # Dependencies for the services' routes.

@@ -20,9 +20,13 @@ from shared.events import Event
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, producer: str) -> None:
+    def __init__(
+        self, database: Database, producer: str, parent: context.Context | None = None
+    ) -> None:
+        """`parent`: the trace context to run in, if not the current one (a request's)."""
         self._database = database
         self._producer = producer
+        self._parent = parent
         self._exit_stack = AsyncExitStack()
         self._sql: Sql | None = None
         self.cause: Envelope | None = None
@@ -40,7 +44,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._span = tracing.tracer.start_span(
-            "unit of work", attributes={"saga.producer": self._producer}
+            "unit of work", context=self._parent, attributes={"saga.producer": self._producer}
         )
         self._token = context.attach(trace.set_span_in_context(self._span))
         # Whatever is not committed when the block ends is rolled back (`Database.connect`).

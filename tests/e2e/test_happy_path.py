@@ -8,6 +8,7 @@ from shared.envelope import wrap
 from shared.events import Item, OrderCreated
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.broker import broker, publish
+from tests.clients.database import sql
 from tests.clients.processes import LogCursor
 from tests.polling import wait_until
 
@@ -95,3 +96,29 @@ async def test_a_hundred_concurrent_orders_conserve_money_and_stock(saga: SagaCl
             "available": stocked - taken[sku],
             "reserved": taken[sku],
         }
+
+
+def test_every_event_of_the_saga_carries_the_callers_trace_id(saga: SagaClient) -> None:
+    """Propagation with nothing exporting (the run's stack): the POST's `traceparent` reaches
+    every service, through the outbox and the headers (tests/e2e/test_tracing.py: the spans)."""
+    trace_id = uuid4().hex
+    customer, sku = saga.funded_customer(1_000), saga.stocked_sku(2)
+    order_id = saga.place_order(
+        customer, (sku, 1, 300), traceparent=f"00-{trace_id}-{uuid4().hex[:16]}-01"
+    )["order_id"]
+    saga.wait_for_status(order_id, "CONFIRMED")
+    carried = {
+        (service, body["type"]): context["traceparent"].split("-")[1]
+        for service in ("order", "payment", "inventory")
+        for body, context in sql(
+            saga.stack, service,
+            "SELECT body, trace_context FROM outbox WHERE body->>'correlation_id' = %s",
+            order_id,
+        )
+    }  # fmt: skip
+    assert carried == {
+        ("order", "OrderCreated"): trace_id,
+        ("payment", "PaymentSucceeded"): trace_id,
+        ("inventory", "InventoryReserved"): trace_id,
+        ("order", "OrderConfirmed"): trace_id,
+    }
