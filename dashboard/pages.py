@@ -86,9 +86,16 @@ async def _saga(runtime: Runtime, order_id: UUID) -> dict[str, Any]:
         "saga": saga,
         "timeline": lay_out(saga, now),
         "letters": await runtime.dead_letters_of(order_id),
+        "trace_url": _trace_url(runtime, saga["trace_id"]),
         "deadline_passed": passed
         and (saga["status"] == "IN_FLIGHT" or saga["reason"] == "timeout"),
     }
+
+
+def _trace_url(runtime: Runtime, trace_id: str | None) -> str | None:
+    """Where the trace viewer shows the saga's trace, when one is configured."""
+    template = runtime.settings.trace_url
+    return template.replace("{trace_id}", trace_id) if template and trace_id else None
 
 
 @router.get("/stuck", response_class=HTMLResponse)

@@ -6,6 +6,9 @@
 #   saga-offline/python:3.11     for python:3.11-slim          (bookworm's Python 3.11)
 #   saga-offline/postgres:15     for postgres:15               (bookworm's PostgreSQL 15)
 #   saga-offline/rabbitmq:4      for rabbitmq:4.1-management   (trixie's RabbitMQ 4.0)
+#   saga-offline/prometheus:2    for prom/prometheus           (bookworm's Prometheus 2.42)
+#   saga-offline/phoenix:20      for arizephoenix/phoenix      (PyPI's arize-phoenix; the
+#                                tracing profile's trace viewer, not part of `all`)
 #
 # on top of two bases it makes itself when they are missing:
 #
@@ -15,7 +18,8 @@
 # Nothing is ever tagged with an official image's name: a machine that can pull the real images
 # keeps using them. Each image's Dockerfile says which contract of the official image it keeps.
 #
-# Usage: deploy/images/build.sh [TARGET...]    TARGET: bases python postgres rabbitmq all (default)
+# Usage: deploy/images/build.sh [TARGET...]
+#   TARGET: bases python postgres rabbitmq prometheus phoenix all (default: all but phoenix)
 #
 # Settings (environment):
 #   MIRROR            Debian mirror         (default http://deb.debian.org/debian)
@@ -25,6 +29,7 @@
 #   REBUILD_BASES=1   debootstrap again even when the base images exist
 #   NO_CACHE=1        build the images without the build cache
 #   DOCKER            docker client to run  (default docker)
+#   PIP_CA_FILE       CA bundle for pip     (default /etc/ssl/certs/ca-certificates.crt)
 #
 # Needs root (debootstrap), debootstrap, tar and a running Docker engine. The stand-in builds use
 # no BuildKit feature, so the classic builder (a client without buildx) builds them too.
@@ -107,6 +112,24 @@ build_postgres() {
         --build-arg "BASE=$PREFIX/debian:bookworm"
 }
 
+build_prometheus() {
+    make_base bookworm
+    timed "image $PREFIX/prometheus:2" build "$PREFIX/prometheus:2" "$here/prometheus" \
+        --build-arg "BASE=$PREFIX/debian:bookworm"
+}
+
+# The trace viewer comes from PyPI: pip needs the machine's CA bundle, put in a copy of the
+# build context (the classic builder has no build secrets).
+build_phoenix() {
+    have_image "$PREFIX/python:3.11" || build_python
+    local context; context=$(mktemp -d)
+    cp "$here/phoenix/Dockerfile" "$context/"
+    cp "${PIP_CA_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$context/pip-ca.crt"
+    timed "image $PREFIX/phoenix:20" build "$PREFIX/phoenix:20" "$context" \
+        --build-arg "BASE=$PREFIX/python:3.11"
+    rm -rf "$context"
+}
+
 build_rabbitmq() {
     make_base trixie
     timed "image $PREFIX/rabbitmq:4" build "$PREFIX/rabbitmq:4" "$here/rabbitmq" \
@@ -120,8 +143,10 @@ for target; do
         python) build_python ;;
         postgres) build_postgres ;;
         rabbitmq) build_rabbitmq ;;
-        all) build_python; build_postgres; build_rabbitmq ;;
-        *) echo >&2 "unknown target: $target (bases, python, postgres, rabbitmq, all)"; exit 2 ;;
+        prometheus) build_prometheus ;;
+        phoenix) build_phoenix ;;
+        all) build_python; build_postgres; build_rabbitmq; build_prometheus ;;
+        *) echo >&2 "unknown target: $target (bases, python, postgres, rabbitmq, prometheus, phoenix, all)"; exit 2 ;;
     esac
 done
 

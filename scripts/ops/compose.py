@@ -1,6 +1,7 @@
 """The docker compose stack, run for you: images resolved, ports checked, health awaited.
 
-    ./saga compose up [--chaos]     build and start docker-compose.yml, wait until all is healthy
+    ./saga compose up [--chaos] [--tracing]   build and start docker-compose.yml, wait until all
+                                    is healthy; --tracing adds the trace viewer (Phoenix)
     ./saga compose down [--volumes] stop and remove the containers (and, with --volumes, the data)
     ./saga compose status           each container's state and health
     ./saga compose images           build the stand-in images from Debian packages
@@ -16,7 +17,13 @@ import argparse
 import sys
 
 from scripts.stack import images
-from scripts.stack.compose import BASE_FILE, COMPOSE_FILES, Compose, ComposeError
+from scripts.stack.compose import (
+    BASE_FILE,
+    COMPOSE_FILES,
+    TRACE_VIEWER_PORT,
+    Compose,
+    ComposeError,
+)
 
 
 def main() -> int:
@@ -28,17 +35,26 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="build, start and wait until healthy")
     up.add_argument("--chaos", action="store_true", help="also publish the databases (checker)")
+    up.add_argument(
+        "--tracing", action="store_true",
+        help="the tracing profile: a trace viewer, and every process exporting spans to it",
+    )  # fmt: skip
     down = commands.add_parser("down", help="stop and remove the containers")
     down.add_argument("--volumes", action="store_true", help="and the data volumes")
     commands.add_parser("status", help="each container's state and health")
     commands.add_parser("images", help="build the stand-in images")
     args = parser.parse_args()
-    compose = Compose(files=COMPOSE_FILES if getattr(args, "chaos", True) else (BASE_FILE,))
+    compose = Compose(
+        files=COMPOSE_FILES if getattr(args, "chaos", True) else (BASE_FILE,),
+        tracing=getattr(args, "tracing", False),
+    )
     try:
         if args.command == "up":
             compose.up()
             config = compose.config()
             print(f"compose stack {compose.project} is up: {config.addresses()}")
+            if compose.tracing:
+                print(f"traces: http://127.0.0.1:{TRACE_VIEWER_PORT.of(compose.env)}")
         elif args.command == "down":
             compose.down(volumes=args.volumes)
             print(f"compose stack {compose.project} is down")

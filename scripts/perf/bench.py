@@ -14,6 +14,11 @@ it measures, and prints as a Markdown table:
    write path runs it, and of a connection checkout from each one's pool;
 6. where the time goes: CPU per saga of every process at saturation, and of the whole machine
    (from /proc).
+
+`--export-traces` runs the stack exporting its spans over OTLP/HTTP to a receiver of the
+bench's own that counts them and answers at once (scripts/stack/traces.py): against a run
+without it, what exporting costs. Without it the processes propagate trace context and make
+their spans, but export nothing (shared/tracing.py).
 """
 
 import argparse
@@ -33,6 +38,7 @@ import sqlalchemy as sa
 
 from scripts.perf.load import Load, Mix, Result
 from scripts.stack import Stack, StackConfig
+from scripts.stack.traces import TraceReceiver
 from services.order.state import TERMINAL
 from shared.db import Database
 from shared.inbox import RECORD
@@ -270,9 +276,14 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
     await run_orders(urls, args.warm_up_orders, concurrency=128, rate=None)
     dashboard = None if args.without_dashboard else stack.config.dashboard_url
     before = cpu_by_process(stack)
+    spans_before = args.receiver.count if args.receiver else 0
     async with ProjectionLag(dashboard) as saturated_lag:
         saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
     after = cpu_by_process(stack)
+    if args.receiver:
+        await asyncio.sleep(6)  # the SDK exports every 5 s, or at every 512 spans
+        spans = (args.receiver.count - spans_before) / saturated.orders
+        print(f"exporting: {spans:.1f} spans per saga reached the receiver at saturation")
     cpu = {name: (after[name] - before[name]) * 1000 / saturated.orders for name in after}
     ceiling = saturated.throughput
     print(f"saturation: {ceiling:.1f} sagas/s ({args.saturation_orders} orders, 128 in flight)")
@@ -336,10 +347,22 @@ def main() -> None:
         "--without-dashboard", action="store_true",
         help="stop the dashboard first: what it costs is the difference",
     )  # fmt: skip
+    parser.add_argument(
+        "--export-traces", action="store_true",
+        help="export every span to a receiver of the bench's own: what exporting costs",
+    )  # fmt: skip
     args = parser.parse_args()
-    config = StackConfig.isolated("sagabench", Path(tempfile.mkdtemp(prefix="saga-bench-")))
-    print(f"starting a stack of its own (logs in {config.log_dir})")
-    with Stack(config).running() as stack:
+    with contextlib.ExitStack() as running:
+        env = {}
+        args.receiver = None
+        if args.export_traces:
+            args.receiver = running.enter_context(TraceReceiver(keep=False).running())
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": args.receiver.endpoint}
+            print(f"exporting spans to {args.receiver.endpoint}")
+        directory = Path(tempfile.mkdtemp(prefix="saga-bench-"))
+        config = StackConfig.isolated("sagabench", directory, env=env)
+        print(f"starting a stack of its own (logs in {config.log_dir})")
+        stack = running.enter_context(Stack(config).running())
         if args.without_dashboard:
             stack.stop("dashboard")
         asyncio.run(bench(stack, args))

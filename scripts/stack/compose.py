@@ -56,7 +56,18 @@ DATABASE_PORTS = {
     s.name: HostPort(f"SAGA_{s.name.upper()}_DB_HOST_PORT", 5433 + i, f"the {s.name} database")
     for i, s in enumerate(SERVICES)
 }
-HOST_PORTS = (AMQP_PORT, MANAGEMENT_PORT, *API_PORTS.values(), *DATABASE_PORTS.values())
+PROMETHEUS_PORT = HostPort("SAGA_PROMETHEUS_HOST_PORT", 9090, "Prometheus")
+# Published only with the tracing profile.
+TRACE_VIEWER_PORT = HostPort("SAGA_TRACE_VIEWER_HOST_PORT", 6006, "the trace viewer")
+HOST_PORTS = (
+    AMQP_PORT, MANAGEMENT_PORT, *API_PORTS.values(), PROMETHEUS_PORT, TRACE_VIEWER_PORT,
+    *DATABASE_PORTS.values(),
+)  # fmt: skip
+TRACING_PROFILE = "tracing"
+# How the processes reach the trace viewer inside the stack, and where the dashboard links a
+# trace (Phoenix's page of a trace in its default project, whose id is "Project:1" in base64).
+OTLP_ENDPOINT = "http://trace-viewer:6006"
+TRACE_PAGE = "http://127.0.0.1:{port}/projects/UHJvamVjdDox/traces/{{trace_id}}"
 
 
 class ComposeError(RuntimeError):
@@ -69,17 +80,27 @@ class Compose:
         project: str | None = None,
         env: Mapping[str, str] | None = None,
         files: tuple[str, ...] = COMPOSE_FILES,
+        *,
+        tracing: bool = False,
     ) -> None:
+        """`tracing`: with the trace viewer (the tracing profile), every process exporting its
+        spans to it and the dashboard linking to it."""
         self.env = {**os.environ, **(env or {})}
         self.project = project or self.env.get("COMPOSE_PROJECT_NAME") or PROJECT
         self.files = files
+        self.tracing = tracing
+        if tracing:
+            self.env.setdefault("SAGA_OTLP_ENDPOINT", OTLP_ENDPOINT)
+            port = TRACE_VIEWER_PORT.of(self.env)
+            self.env.setdefault("SAGA_TRACE_URL", TRACE_PAGE.format(port=port))
 
     def run(self, *args: str, check: bool = True, timeout: float | None = None) -> str:
         """Run `docker compose` with this stack's files; a failure raises in Docker's words."""
         if shutil.which("docker") is None:
             raise ComposeError("docker is not installed here; use the no-Docker stack: ./saga up")
         files = [arg for name in self.files for arg in ("--file", str(ROOT / name))]
-        command = ["docker", "compose", "--project-name", self.project, *files, *args]
+        profiles = ["--profile", TRACING_PROFILE] if self.tracing else []
+        command = ["docker", "compose", "--project-name", self.project, *files, *profiles, *args]
         done = subprocess.run(
             command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
@@ -106,7 +127,7 @@ class Compose:
         """Images resolved, ports checked, then build, create what changed and wait until every
         container is healthy (one-shot jobs: exited 0)."""
         self.ensure_engine()
-        self.env |= images.resolve(self.env)
+        self.env |= images.resolve(self.env, tracing=self.tracing)
         self._check_ports()
         try:
             self.run("up", "--detach", "--build", "--wait", "--wait-timeout", str(WAIT_SECONDS))
@@ -179,6 +200,8 @@ class Compose:
         }
         published = HOST_PORTS if CHAOS_FILE in self.files else HOST_PORTS[: -len(DATABASE_PORTS)]
         for port in published:
+            if port is TRACE_VIEWER_PORT and not self.tracing:
+                continue
             number = port.of(self.env)
             if number not in ours and not _free(number):
                 raise ComposeError(

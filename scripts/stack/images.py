@@ -38,14 +38,30 @@ IMAGES = (
     Image("SAGA_PYTHON_IMAGE", "python:3.11-slim", "saga-offline/python:3.11", "python"),
     Image("SAGA_POSTGRES_IMAGE", "postgres:15", "saga-offline/postgres:15", "postgres"),
     Image("SAGA_RABBITMQ_IMAGE", "rabbitmq:4.1-management", "saga-offline/rabbitmq:4", "rabbitmq"),
+    Image(
+        "SAGA_PROMETHEUS_IMAGE",
+        "prom/prometheus:v2.53.4",
+        "saga-offline/prometheus:2",
+        "prometheus",
+    ),
+)
+# Only for the tracing profile: not built unless asked for.
+TRACE_VIEWER = Image(
+    "SAGA_TRACE_VIEWER_IMAGE",
+    "arizephoenix/phoenix:version-20.26.1",
+    "saga-offline/phoenix:20",
+    "phoenix",
 )
 
 
-def resolve(env: Mapping[str, str], say: Callable[[str], None] = print) -> dict[str, str]:
-    """The settings to run docker-compose.yml with on this engine: every image it can run, and
-    the CA bundle for pip."""
+def resolve(
+    env: Mapping[str, str], say: Callable[[str], None] = print, *, tracing: bool = False
+) -> dict[str, str]:
+    """The settings to run docker-compose.yml with on this engine: every image it can run
+    (the trace viewer's too, for the tracing profile), and the CA bundle for pip."""
+    wanted = (*IMAGES, TRACE_VIEWER) if tracing else IMAGES
     settings = {
-        image.variable: runnable(image, say) for image in IMAGES if not env.get(image.variable)
+        image.variable: runnable(image, say) for image in wanted if not env.get(image.variable)
     }
     if not env.get("SAGA_PIP_CA_FILE") and SYSTEM_CA_BUNDLE.exists():
         settings["SAGA_PIP_CA_FILE"] = str(SYSTEM_CA_BUNDLE)

@@ -35,6 +35,13 @@ async def test_the_list_and_a_timeline_follow_a_saga_without_a_reload(
     labels = await page.locator(".mark .label").all_text_contents()
     assert labels[:4] == ["OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed"]
     assert await page.locator("path.arrow").count() == 3
+    # The saga's trace id, as its events carried it (shared/tracing.py).
+    [(trace_id,)] = sql(
+        stack, "order", "SELECT substr(trace_context->>'traceparent', 4, 32) FROM orders "
+        "WHERE order_id = %s", order["order_id"],
+    )  # fmt: skip
+    assert len(trace_id) == 32
+    await expect(page.locator(".facts .trace")).to_have_text(trace_id)
 
 
 async def test_a_compensated_saga_shows_the_charge_the_refund_and_the_rejection_in_order(

@@ -60,11 +60,12 @@ def settings_of_own(what: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def compose_stack() -> Iterator[ComposeStack]:
     """One stack of docker-compose.yml alone (its databases unpublished, as in production) for
-    the flows, least-privilege and restart tests."""
+    the flows, least-privilege, restart and operations tests, with the tracing profile: the
+    walkthrough and chaos stacks run without it, as `docker compose up` does."""
     # The restart test keeps a saga in flight across `down` and `up`, which on a loaded machine
     # takes longer than the 30 s default deadline; it must complete, not time out.
     env = settings_of_own("stack") | {"SAGA_ORDER_DEADLINE_SECONDS": "300"}
-    with brought_up(Compose(env=env, files=(BASE_FILE,))) as stack:
+    with brought_up(Compose(env=env, files=(BASE_FILE,), tracing=True)) as stack:
         yield stack
 
 

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from relay.settings import RelaySettings
-from scripts.stack.images import IMAGES
+from scripts.stack.images import IMAGES, TRACE_VIEWER
 from shared.settings import CommonSettings
 from shared.system import COMPONENT_NAMES, COMPONENTS, SERVICE_NAMES
 from shared.topology import permissions
@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = SERVICE_NAMES
 API_PORTS = {component.name: component.port for component in COMPONENTS}
 BROKER = "rabbitmq"
+OPERATIONS = ("prometheus", "trace-viewer")
+OTEL_SETTINGS = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 # `$$` is a literal dollar; `${VAR:-default}` and `${VAR-default}` take the default, `${VAR}` "".
 _VARIABLE = re.compile(r"\$\$|\$\{\w+(?::?-(?P<default>[^}]*))?\}")
@@ -123,7 +125,12 @@ def test_the_stack_has_the_broker_three_databases_and_the_processes_of_each_serv
         "topology",
         *COMPONENT_NAMES,
         *(f"{s}-relay" for s in SERVICES),
+        *OPERATIONS,
     }
+    assert CONTAINERS["trace-viewer"]["profiles"] == ["tracing"]  # optional; the rest always
+    assert all(
+        "profiles" not in spec for name, spec in CONTAINERS.items() if name != "trace-viewer"
+    )
     assert _containers("topology") == {"topology": ""}
     # Each Python container runs what its name says.
     assert _containers("api") == {c: c for c in COMPONENT_NAMES}
@@ -207,7 +214,10 @@ def test_every_variable_a_python_container_sets_is_a_setting_of_its_process() ->
     # The settings ignore unknown variables (extra="ignore"): a misspelled one is silently unused.
     for name in PYTHON:
         fields = set(_settings_class(name).model_fields)
-        unknown = {key for key in _env(name) if key.lower() not in fields}
+        # OTEL_* are OpenTelemetry's own settings, read by its SDK (shared/tracing.py).
+        unknown = {
+            key for key in _env(name) if key.lower() not in fields and key not in OTEL_SETTINGS
+        }
         assert not unknown, f"{name} sets {unknown}, not fields of {_settings_class(name)}"
 
 
@@ -363,9 +373,40 @@ def test_each_broker_user_may_touch_only_its_own_queues() -> None:
 
 def test_every_image_is_a_setting_whose_default_is_the_official_image() -> None:
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    settings = {image.variable: image.official for image in IMAGES}
+    settings = {image.variable: image.official for image in (*IMAGES, TRACE_VIEWER)}
     named = {raw["x-postgres"]["image"], raw["services"]["rabbitmq"]["image"]}
+    named |= {raw["services"][name]["image"] for name in OPERATIONS}
     named.add(raw["x-image"]["build"]["args"]["PYTHON_IMAGE"])
     assert named == {f"${{{variable}:-{official}}}" for variable, official in settings.items()}
     # The stand-ins never carry an official image's name.
-    assert not {image.stand_in for image in IMAGES} & set(settings.values())
+    assert not {image.stand_in for image in (*IMAGES, TRACE_VIEWER)} & set(settings.values())
+
+
+def test_compose_prometheus_scrapes_each_process_on_its_port_with_the_shipped_rules() -> None:
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/compose.yml").read_text())
+    [job] = scrape["scrape_configs"]
+    targets = {c["labels"]["process"]: c["targets"] for c in job["static_configs"]}
+    expected = {name: [f"{name}:{_env(name)['HTTP_PORT']}"] for name in _containers("api")}
+    expected |= {name: [f"{name}:{_env(name)['METRICS_PORT']}"] for name in _containers("relay")}
+    assert targets == expected
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in CONTAINERS["prometheus"]["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/compose.yml"
+    assert mounts[scrape["rule_files"][0]] == "./deploy/prometheus/alerts.yml"
+    # Prometheus reaches every process on the broker network they all share.
+    assert all("broker" in _networks(name) for name in expected)
+    assert "broker" in _networks("prometheus")
+
+
+def test_the_tracing_profile_points_every_process_at_the_viewer_only_when_asked() -> None:
+    for name in PYTHON:
+        if PYTHON[name][0] in ("api", "relay"):
+            # Empty by default: nothing exported (shared/tracing.py); Compose(tracing=True) and
+            # the README set SAGA_OTLP_ENDPOINT.
+            assert _env(name)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "", name
+    assert "broker" in _networks("trace-viewer")
+    from scripts.stack.compose import OTLP_ENDPOINT, Compose
+
+    traced = Compose(env={"SAGA_TRACE_VIEWER_HOST_PORT": "16006"}, tracing=True)
+    assert traced.env["SAGA_OTLP_ENDPOINT"] == OTLP_ENDPOINT == "http://trace-viewer:6006"
+    assert traced.env["SAGA_TRACE_URL"].startswith("http://127.0.0.1:16006/projects/")
+    assert "SAGA_OTLP_ENDPOINT" not in Compose(env={}).env
