@@ -127,11 +127,7 @@ class Relay:
             rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
-            with tracing.tracer.start_as_current_span(
-                "relay batch",
-                links=tracing.links_to([row.trace_context for row in rows]),
-                attributes={"messaging.batch.message_count": len(rows)},
-            ):
+            with tracing.batch([row.trace_context for row in rows]):
                 confirmed = await self._publish_all(exchange, rows)
                 if self._settings.fault_crash_after_publish:
                     crash()

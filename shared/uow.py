@@ -43,10 +43,9 @@ class UnitOfWork:
         return self._sql
 
     async def __aenter__(self) -> Self:
-        self._span = tracing.tracer.start_span(
-            "unit of work", context=self._parent, attributes={"saga.producer": self._producer}
+        self._span, self._token = tracing.start(
+            "unit of work", {"saga.producer": self._producer}, self._parent
         )
-        self._token = context.attach(trace.set_span_in_context(self._span))
         # Whatever is not committed when the block ends is rolled back (`Database.connect`).
         self._sql = await self._exit_stack.enter_async_context(self._database.connect())
         return self
@@ -61,11 +60,7 @@ class UnitOfWork:
             await self._exit_stack.aclose()
         finally:
             assert self._span is not None
-            if exc is not None:
-                self._span.record_exception(exc)
-                self._span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
-            context.detach(self._token)  # type: ignore[arg-type]
-            self._span.end()
+            tracing.end(self._span, self._token, exc)
 
     async def accept(self, envelope: Envelope) -> bool:
         """Lock the message's saga and record it in the inbox; False for a duplicate.

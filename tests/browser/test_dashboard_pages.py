@@ -157,3 +157,6 @@ def test_bad_input_gets_a_readable_4xx_page_or_json(stack: Stack) -> None:
     refused = httpx.post(base + "/dead-letters/replay/confirm",
                          data={"chosen": "payment/gone", "operator": "me"}, timeout=10)  # fmt: skip
     assert refused.status_code == 404 and "any more" in refused.text
+    unknown = httpx.post(base + "/api/dead-letters/replay",
+                         json={"messages": ["a/0"], "operator": "me"}, timeout=10)  # fmt: skip
+    assert unknown.status_code == 422 and "messages" in unknown.text, unknown.text

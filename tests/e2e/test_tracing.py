@@ -60,6 +60,8 @@ def trace_of(receiver: TraceReceiver, order_id: str) -> list[ReceivedSpan]:
     """Every span in the trace of the saga's spans (they must all be in one)."""
     mine = [s for s in receiver.spans() if s.attributes.get("saga.order_id") == order_id]
     trace_ids = {span.trace_id for span in mine}
+    if not trace_ids:
+        return []  # none exported yet
     assert len(trace_ids) == 1, f"the saga's spans are in {len(trace_ids)} traces"
     [trace_id] = trace_ids
     return [span for span in receiver.spans() if span.trace_id == trace_id]
@@ -109,6 +111,8 @@ def assert_one_tree(
 
     def settled() -> list[ReceivedSpan] | None:
         spans = trace_of(receiver, order_id)
+        if not spans:
+            return None
         seen = {span.process for span in spans}
         return spans if seen >= processes and not tree_problems(spans, messages) else None
 
