@@ -1,7 +1,8 @@
 """One trace per saga: W3C trace context through the outbox, the broker and every consumer.
 
-- The unit of work runs in a span (shared/uow.py) and writes the context of the span current
-  at each `emit` into the event's outbox row, in the same transaction (shared/outbox.py).
+- The unit of work (shared/uow.py) writes the trace context current at each `emit` into the
+  event's outbox row, in the same transaction (shared/outbox.py); while exporting it runs in
+  a span of its own.
 - The relay publishes each row under a span whose parent is that stored context, and puts its
   own context in the message's headers: `traceparent`, and `tracestate` when set. Its claim of
   a batch is a span of its own with a link to each row's saga.

@@ -1,9 +1,9 @@
 """The unit of work: one local transaction per message or request.
 
 It rolls back unless committed. Its commit writes the inbox row, the state change and the
-outbox rows together, so an effect and the events it causes exist together or not at all. It
-runs in a span of its own; each outbox row keeps the trace context current at its `emit`
-(shared/tracing.py).
+outbox rows together, so an effect and the events it causes exist together or not at all. Each
+outbox row keeps the trace context current at its `emit`; while exporting, the unit of work is
+a span of its own (shared/tracing.py).
 """
 
 from collections.abc import Awaitable, Callable
