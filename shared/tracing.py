@@ -106,7 +106,8 @@ def incoming(headers: Mapping[str, str]) -> Context | None:
     (`http_telemetry`) already continues it."""
     if trace.get_current_span().get_span_context().is_valid:
         return None
-    return propagate.extract(headers)
+    caller = propagate.extract(headers)
+    return caller if trace.get_current_span(caller).get_span_context().is_valid else None
 
 
 def shutdown() -> None:

@@ -107,7 +107,23 @@ def test_every_event_of_the_saga_carries_the_callers_trace_id(saga: SagaClient) 
         customer, (sku, 1, 300), traceparent=f"00-{trace_id}-{uuid4().hex[:16]}-01"
     )["order_id"]
     saga.wait_for_status(order_id, "CONFIRMED")
-    carried = {
+    assert set(trace_ids_of(saga, order_id).values()) == {trace_id}
+    # Without one, the POST starts the saga's own trace, which every event carries.
+    alone = saga.place_order(customer, (sku, 1, 300))["order_id"]
+    saga.wait_for_status(alone, "CONFIRMED")
+    [own] = set(trace_ids_of(saga, alone).values())
+    assert own and own != trace_id
+    assert trace_ids_of(saga, order_id) == {
+        ("order", "OrderCreated"): trace_id,
+        ("payment", "PaymentSucceeded"): trace_id,
+        ("inventory", "InventoryReserved"): trace_id,
+        ("order", "OrderConfirmed"): trace_id,
+    }
+
+
+def trace_ids_of(saga: SagaClient, order_id: str) -> dict[tuple[str, str], str]:
+    """The trace id each outbox row of the saga carries, by service and event type."""
+    return {
         (service, body["type"]): context["traceparent"].split("-")[1]
         for service in ("order", "payment", "inventory")
         for body, context in sql(
@@ -116,9 +132,3 @@ def test_every_event_of_the_saga_carries_the_callers_trace_id(saga: SagaClient) 
             order_id,
         )
     }  # fmt: skip
-    assert carried == {
-        ("order", "OrderCreated"): trace_id,
-        ("payment", "PaymentSucceeded"): trace_id,
-        ("inventory", "InventoryReserved"): trace_id,
-        ("order", "OrderConfirmed"): trace_id,
-    }

@@ -47,7 +47,8 @@ def test_a_post_without_a_callers_context_starts_a_trace_of_its_own() -> None:
     finally:
         tracing.end(span, token, None)
     assert tracing.current_trace_id() is None
-    span, token = tracing.start("unit of work", {}, tracing.propagate.extract(STORED))
+    assert tracing.incoming({}) is None  # a request without traceparent: no caller's context
+    span, token = tracing.start("unit of work", {}, tracing.incoming(STORED))
     try:
         assert tracing.current_trace_id() == TRACE  # a caller's traceparent is continued
     finally:
