@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.observations import DEAD_LETTERED, DUPLICATE, OBSERVATIONS_EXCHANGE, RETRIED
+from shared.tracing import trace_id_of
 
 IN_FLIGHT, CONFIRMED, REJECTED, CANCELLED, COMPENSATED = (
     "IN_FLIGHT",
@@ -214,15 +215,6 @@ def causal_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ordered.append(event)
         ready = sorted(ready + children.get(event["message_id"], []), key=key)
     return ordered
-
-
-def trace_id_of(headers: dict[str, Any]) -> str | None:
-    """The trace id of a W3C traceparent header (`00-<trace id>-<span id>-<flags>`)."""
-    value = headers.get("traceparent")
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    parts = str(value).split("-") if value else []
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 def _clean(value: Any) -> Any:

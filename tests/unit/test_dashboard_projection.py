@@ -20,10 +20,10 @@ from dashboard.projection import (
     Seen,
     apply,
     causal_order,
-    trace_id_of,
 )
 from dashboard.timeline import lay_out
 from shared.observations import OBSERVATIONS_EXCHANGE, RETRIED
+from shared.tracing import trace_id_of
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
