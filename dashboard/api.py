@@ -1,16 +1,18 @@
 """The dashboard's JSON API (SPEC.md, "Dashboard"), and the filters it shares with the pages."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from dashboard import queries
 from dashboard.letters import groups
 from dashboard.projection import STATUSES
 from dashboard.runtime import Runtime, runtime_of
+from shared.http import BODY, answers
 from shared.system import SERVICE_NAMES
 
 router = APIRouter(prefix="/api", tags=["dashboard"])
@@ -20,6 +22,18 @@ assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
 # An order id (whole or its first characters, as the logs print it) or a message id.
 SEARCH = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 PRINTABLE = r"^[^\x00-\x1f\x7f]{1,64}$"
+DATE_AND_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+
+
+def _date_and_time(value: object) -> object:
+    # pydantic would also take a number ("0.5") as seconds since 1970, and a bare date; the
+    # document promises a date-time, so that is what a filter takes.
+    if isinstance(value, str) and not DATE_AND_TIME.match(value):
+        raise ValueError("must be a date and time, as 2026-12-01T10:00:00Z")
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_date_and_time)]
 
 
 class Filters(BaseModel):
@@ -37,8 +51,8 @@ async def filters(
         str | None, Query(pattern=SEARCH, description="an order id, or its start; a message id")
     ] = None,
     customer: Annotated[str | None, Query(pattern=PRINTABLE)] = None,
-    since: Annotated[datetime | None, Query(description="started at or after")] = None,
-    until: Annotated[datetime | None, Query(description="started before")] = None,
+    since: Annotated[Instant | None, Query(description="started at or after")] = None,
+    until: Annotated[Instant | None, Query(description="started before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Filters:
     return Filters(status=status, q=q, customer=customer, since=since, until=until, limit=limit)
@@ -103,12 +117,12 @@ class ReplayOut(BaseModel):
     missing: list[str]
 
 
-@router.get("/sagas", response_model=SagaList)
+@router.get("/sagas", response_model=SagaList, responses=answers(422, 503))
 async def list_sagas(runtime: RuntimeDep, chosen: FiltersDep) -> Any:
     return {"sagas": await queries.sagas(runtime.database, **chosen.model_dump())}
 
 
-@router.get("/sagas/{order_id}", response_model=SagaDetail, responses={404: {}})
+@router.get("/sagas/{order_id}", response_model=SagaDetail, responses=answers(404, 422, 503))
 async def one_saga(order_id: UUID, runtime: RuntimeDep) -> Any:
     saga = await queries.saga(runtime.database, order_id)
     if saga is None:
@@ -122,19 +136,19 @@ async def one_saga(order_id: UUID, runtime: RuntimeDep) -> Any:
     }
 
 
-@router.get("/stats")
+@router.get("/stats", responses=answers(503))
 async def statistics(runtime: RuntimeDep) -> Any:
     return await queries.stats(runtime.database, runtime.settings.stats_window_seconds) | {
         "follower": runtime.follower.state
     }
 
 
-@router.get("/stuck", response_model=SagaList)
+@router.get("/stuck", response_model=SagaList, responses=answers(503))
 async def stuck_sagas(runtime: RuntimeDep) -> Any:
     return {"sagas": await queries.stuck(runtime.database, runtime.settings.stale_after_seconds)}
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", responses=answers(503))
 async def dead_letters(runtime: RuntimeDep) -> Any:
     return {
         "groups": [
@@ -144,7 +158,7 @@ async def dead_letters(runtime: RuntimeDep) -> Any:
     }
 
 
-@router.post("/dead-letters/replay", response_model=ReplayOut, responses={404: {}})
+@router.post("/dead-letters/replay", response_model=ReplayOut, responses=answers(*BODY, 404, 503))
 async def replay_dead_letters(body: ReplayRequest, runtime: RuntimeDep) -> Any:
     chosen = [tuple(item.split("/", 1)) for item in body.messages]
     replayed, missing = await runtime.letters.replay(chosen, body.operator)  # type: ignore[arg-type]

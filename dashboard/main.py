@@ -4,13 +4,12 @@ files, and errors as pages or JSON."""
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -18,7 +17,7 @@ from starlette.exceptions import HTTPException
 from dashboard import api, pages
 from dashboard.runtime import Runtime
 from dashboard.settings import DashboardSettings
-from shared import log
+from shared import http, log
 from shared.service import operations_router
 
 logger = logging.getLogger("dashboard")
@@ -41,7 +40,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             await asyncio.gather(follower, return_exceptions=True)
             await runtime.database.close()
 
-    app = FastAPI(title="saga dashboard", lifespan=lifespan)
+    app = FastAPI(title="saga dashboard", lifespan=lifespan, max_body_size=http.MAX_BODY_BYTES)
     app.state.runtime = runtime
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -58,25 +57,30 @@ def _wants_page(request: Request) -> bool:
     return not request.url.path.startswith(("/api/", "/fragments/", "/events", "/static/"))
 
 
-def _answer(request: Request, status: int, detail: object) -> Response:
+def _answer(
+    request: Request, status: int, detail: object, headers: Mapping[str, str] | None = None
+) -> Response:
     """An error as JSON for the API, as a page for a person."""
     if not _wants_page(request):
-        return JSONResponse({"detail": detail}, status_code=status)
+        return http.EscapedJSONResponse({"detail": detail}, status_code=status, headers=headers)
     return pages.TEMPLATES.TemplateResponse(
-        request, "error.html", {"status": status, "detail": _readable(detail)}, status_code=status
+        request,
+        "error.html",
+        {"status": status, "detail": _readable(detail)},
+        status_code=status,
+        headers=headers,
     )
 
 
 async def _refused(request: Request, exc: HTTPException) -> Response:
-    return _answer(request, exc.status_code, exc.detail)
+    if exc.status_code == 405:
+        allowed = {"Allow": http.allowed_methods(request)}
+        return _answer(request, 405, f"{request.method} is not allowed here", allowed)
+    return _answer(request, exc.status_code, exc.detail, exc.headers)
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-    errors = [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors()
-    ]
-    return _answer(request, 422, errors)
+    return _answer(request, 422, http.field_errors(exc))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

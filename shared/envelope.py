@@ -1,8 +1,9 @@
 """The envelope every message travels in, and the one place that turns bytes into an event.
 
 A body that is not JSON, lacks a message id, names an unknown type or version, or fails its
-schema is poison: `decode` raises `PoisonMessage` with a short reason, and the consumer
-dead-letters it at once instead of retrying something that can never succeed.
+schema (a NUL character or a number past 64 bits in a field included) is poison: `decode`
+raises `PoisonMessage` with a short reason, and the consumer dead-letters it at once instead of
+retrying something that can never succeed.
 """
 
 import json
@@ -10,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events import EVENT_TYPES, Event
+from shared.events import EVENT_TYPES, Event, Name
 
 SCHEMA_VERSION = 1
 
@@ -31,11 +32,11 @@ class Envelope(BaseModel):
 
     message_id: UUID
     type: str
-    version: int
+    version: int = Field(strict=True)
     occurred_at: datetime
     correlation_id: UUID
     causation_id: UUID | None
-    producer: str
+    producer: Name
     data: dict[str, Any]
 
 
@@ -55,8 +56,10 @@ def wrap(event: Event, producer: str, causation_id: UUID | None) -> Envelope:
 def decode(body: bytes) -> tuple[Envelope, Event]:
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise PoisonMessage("not_json", str(exc)) from None
+    except RecursionError:
+        raise PoisonMessage("not_json", "nested too deeply") from None
     if not isinstance(raw, dict) or not raw.get("message_id"):
         raise PoisonMessage("no_message_id")
     try:

@@ -2,21 +2,46 @@
 
 Every schema ignores unknown fields, so a newer producer never breaks an older consumer.
 Amounts are integer cents.
+
+The types below are also what the HTTP APIs take, so that whatever a client or a producer can
+send is refused by its schema, before it reaches PostgreSQL: a text column takes no NUL
+character, a bigint no number past 64 bits, and a name with control characters in it would
+make every log line that prints it unreadable. An integer is what JSON Schema calls one: a
+number without a fraction (2.0 is 2), never `true` or `"2"`, which pydantic would take.
 """
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+BIGINT = 2**63 - 1
+# No C0 control character (NUL included) and no DEL. Lone surrogates are refused by pydantic
+# itself, as not valid Unicode.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _a_number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_a_number)]
+# A customer id or a sku: in paths, bodies, events and log lines.
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
+# A short free text carried by an event (a reason).
+Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
+Cents = Annotated[Integer, Field(ge=0, le=BIGINT)]
 
 
 class Item(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=1_000_000)
-    unit_price_cents: int = Field(ge=0, le=100_000_000)
+    sku: Name
+    quantity: Integer = Field(ge=1, le=1_000_000)
+    unit_price_cents: Integer = Field(ge=0, le=100_000_000)
 
 
 _ITEMS = TypeAdapter(list[Item])
@@ -38,17 +63,17 @@ class Event(BaseModel):
 
 class OrderCreated(Event):
     routing_key = "order.created"
-    customer_id: str
+    customer_id: Name
     items: list[Item] = Field(min_length=1)
-    total_cents: int = Field(ge=0)
+    total_cents: Cents
     deadline_at: datetime
 
 
 class PaymentSucceeded(Event):
     routing_key = "payment.succeeded"
     payment_id: UUID
-    customer_id: str
-    amount_cents: int = Field(ge=0)
+    customer_id: Name
+    amount_cents: Cents
     items: list[Item] = Field(min_length=1)
 
 
@@ -61,8 +86,8 @@ class PaymentRefunded(Event):
     routing_key = "payment.refunded"
     payment_id: UUID
     refund_id: UUID
-    amount_cents: int = Field(ge=0)
-    reason: str
+    amount_cents: Cents
+    reason: Text
 
 
 class InventoryReserved(Event):
@@ -74,13 +99,13 @@ class InventoryReserved(Event):
 class InventoryFailed(Event):
     routing_key = "inventory.failed"
     reason: Literal["out_of_stock", "unknown_sku", "order_cancelled"]
-    sku: str | None = None
+    sku: Name | None = None
 
 
 class InventoryReleased(Event):
     routing_key = "inventory.released"
     reservation_id: UUID
-    reason: str
+    reason: Text
 
 
 class OrderConfirmed(Event):
@@ -89,7 +114,7 @@ class OrderConfirmed(Event):
 
 class OrderRejected(Event):
     routing_key = "order.rejected"
-    reason: str
+    reason: Text
 
 
 class OrderCancelled(Event):

@@ -14,9 +14,10 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
-from shared import log, tracing
+from shared import http, log, tracing
 from shared.broker import BrokerLink
 from shared.consumer import Consumer
 from shared.db import Database
@@ -109,14 +110,32 @@ def build_app(
             await runtime.database.close()
             tracing.shutdown()
 
-    app = FastAPI(title=f"{name} service", lifespan=lifespan, telemetry=tracing.http_telemetry())
+    app = FastAPI(
+        title=f"{name} service",
+        lifespan=lifespan,
+        telemetry=tracing.http_telemetry(),
+        max_body_size=http.MAX_BODY_BYTES,
+    )
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(operations_router())
+    http.install(app)
     # SQLAlchemy's error on the read side, psycopg's own on the write path (shared/db.py).
     for unavailable in (OperationalError, psycopg.OperationalError, OSError, TimeoutError):
         app.add_exception_handler(unavailable, database_unavailable)
     return app
+
+
+class Readiness(BaseModel):
+    """/readyz: `ready`, and for each dependency "ok" or why not."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ready: bool
+
+
+_READINESS = {"model": Readiness, "description": "a dependency is unreachable"}
+_METRICS = {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
 
 
 def operations_router() -> APIRouter:
@@ -127,13 +146,13 @@ def operations_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=Readiness, responses={503: _READINESS})
     async def readyz(request: Request) -> JSONResponse:
         checks = await request.app.state.runtime.ready()
         ready = all_ok(checks)
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses={200: _METRICS})
     async def metrics(request: Request) -> Response:
         checks = await request.app.state.runtime.ready()
         READY.set(all_ok(checks))

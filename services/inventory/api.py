@@ -9,18 +9,19 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.inventory.tables import products, releases, reservations
-from shared.events import Item
+from shared.events import PRINTABLE, Integer, Item
+from shared.http import BODY, answers
 from shared.service import DatabaseDep
 
 router = APIRouter(tags=["inventory"])
 
-Sku = Annotated[str, Path(min_length=1, max_length=64)]
+Sku = Annotated[str, Path(min_length=1, max_length=64, pattern=PRINTABLE)]
 
 
 class Restock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int = Field(gt=0, le=1_000_000_000)
+    quantity: Integer = Field(gt=0, le=1_000_000_000)
 
 
 class Product(BaseModel):
@@ -56,7 +57,12 @@ RECORD_RESTOCK = """
 """
 
 
-@router.post("/products/{sku}/restock", status_code=201, response_model=Product)
+@router.post(
+    "/products/{sku}/restock",
+    status_code=201,
+    response_model=Product,
+    responses=answers(*BODY, 503),
+)
 async def restock(sku: Sku, body: Restock, database: DatabaseDep) -> Any:
     async with database.connect() as sql, sql.connection.transaction():
         row = await sql.first(RESTOCK, sku=sku, quantity=body.quantity)
@@ -64,7 +70,7 @@ async def restock(sku: Sku, body: Restock, database: DatabaseDep) -> Any:
     return row._asdict()
 
 
-@router.get("/products/{sku}", response_model=Product)
+@router.get("/products/{sku}", response_model=Product, responses=answers(404, 422, 503))
 async def get_product(sku: Sku, database: DatabaseDep) -> Any:
     async with database.engine.connect() as conn:
         row = (
@@ -75,7 +81,7 @@ async def get_product(sku: Sku, database: DatabaseDep) -> Any:
     return row._asdict()
 
 
-@router.get("/reservations", response_model=Reservations)
+@router.get("/reservations", response_model=Reservations, responses=answers(422, 503))
 async def reservations_of_order(order_id: UUID, database: DatabaseDep) -> Any:
     # A reservation is never updated: it is RELEASED when a release record points at it.
     status = sa.case((releases.c.release_id.is_(None), "RESERVED"), else_="RELEASED")

@@ -14,7 +14,8 @@ from services.order.commands import IdempotencyKeyReused, NotCancellable, PlaceO
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
-from shared.events import Item
+from shared.events import BIGINT, Item
+from shared.http import BODY, Invalid, Problem, answers
 from shared.service import DatabaseDep, UnitOfWorkDep
 
 router = APIRouter(tags=["orders"])
@@ -27,7 +28,8 @@ async def _settings(request: Request) -> OrderSettings:
 
 SettingsDep = Annotated[OrderSettings, Depends(_settings)]
 IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$"),
 ]
 
 
@@ -78,7 +80,15 @@ ORDER_BY_ID = """
 """
 
 
-@router.post("/orders", status_code=201, response_model=OrderOut)
+# The same Idempotency-Key with another body is a 422 of its own (SPEC.md), beside validation's.
+PLACE_ANSWERS = answers(*BODY, 503, s422=Invalid | Problem)
+PLACE_ANSWERS[200] = {"model": OrderOut, "description": "placed before with this Idempotency-Key"}
+CANCEL_ANSWERS = answers(404, 409, 422, 503)
+CANCEL_ANSWERS[200] = {"description": "already CANCELLED"}
+CANCEL_ANSWERS[202] = {"model": OrderOut, "description": "cancelled now; OrderCancelled follows"}
+
+
+@router.post("/orders", status_code=201, response_model=OrderOut, responses=PLACE_ANSWERS)
 async def create_order(
     body: PlaceOrder,
     response: Response,
@@ -100,7 +110,7 @@ async def create_order(
     return placed.order._asdict()
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=answers(404, 422, 503))
 async def get_order(order_id: UUID, database: DatabaseDep) -> Any:
     async with database.connect(autocommit=True) as sql:
         row = await sql.first(ORDER_BY_ID, order_id=order_id)
@@ -109,7 +119,7 @@ async def get_order(order_id: UUID, database: DatabaseDep) -> Any:
     return row._asdict()
 
 
-@router.get("/orders", response_model=OrderList)
+@router.get("/orders", response_model=OrderList, responses=answers(422, 503))
 async def list_orders(
     database: DatabaseDep,
     status: Status | None = None,
@@ -117,7 +127,7 @@ async def list_orders(
         bool, Query(description="only in-flight orders past their deadline")
     ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
 ) -> Any:
     query = sa.select(*ORDER_COLUMNS).order_by(orders.c.created_at.desc(), orders.c.order_id)
     if status is not None:
@@ -129,7 +139,7 @@ async def list_orders(
     return {"orders": [row._asdict() for row in rows]}
 
 
-@router.get("/orders/{order_id}/history", response_model=History)
+@router.get("/orders/{order_id}/history", response_model=History, responses=answers(404, 422, 503))
 async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
     async with database.engine.connect() as conn:
         rows = (
@@ -144,7 +154,11 @@ async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
     return {"order_id": order_id, "transitions": [row._asdict() for row in rows]}
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderOut,
+    responses=CANCEL_ANSWERS,
+)
 async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -> Any:
     async with uow:
         try:

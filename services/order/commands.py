@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.order import metrics
 from services.order.state import TERMINAL, Status, move
 from shared import tracing
-from shared.events import Item, OrderCancelled, OrderCreated, items_json
+from shared.events import Item, Name, OrderCancelled, OrderCreated, items_json
 from shared.uow import UnitOfWork
 
 
@@ -26,7 +26,7 @@ class PlaceOrder(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str = Field(min_length=1, max_length=64)
+    customer_id: Name
     items: list[Item] = Field(min_length=1, max_length=50)
 
 

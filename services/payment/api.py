@@ -9,17 +9,19 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.payment.tables import accounts, charges, refunds
+from shared.events import PRINTABLE, Integer
+from shared.http import BODY, answers
 from shared.service import DatabaseDep
 
 router = APIRouter(tags=["payments"])
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=64, pattern=PRINTABLE)]
 
 
 class Deposit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_cents: int = Field(gt=0, le=10_000_000_000)
+    amount_cents: Integer = Field(gt=0, le=10_000_000_000)
 
 
 class Account(BaseModel):
@@ -60,7 +62,12 @@ RECORD_DEPOSIT = """
 """
 
 
-@router.post("/accounts/{customer_id}/deposits", status_code=201, response_model=Account)
+@router.post(
+    "/accounts/{customer_id}/deposits",
+    status_code=201,
+    response_model=Account,
+    responses=answers(*BODY, 503),
+)
 async def deposit(customer_id: CustomerId, body: Deposit, database: DatabaseDep) -> Any:
     async with database.connect() as sql, sql.connection.transaction():
         amount = body.amount_cents
@@ -71,7 +78,7 @@ async def deposit(customer_id: CustomerId, body: Deposit, database: DatabaseDep)
     return {"customer_id": customer_id, "balance_cents": balance}
 
 
-@router.get("/accounts/{customer_id}", response_model=Account)
+@router.get("/accounts/{customer_id}", response_model=Account, responses=answers(404, 422, 503))
 async def get_account(customer_id: CustomerId, database: DatabaseDep) -> Any:
     async with database.engine.connect() as conn:
         balance = await conn.scalar(
@@ -82,7 +89,7 @@ async def get_account(customer_id: CustomerId, database: DatabaseDep) -> Any:
     return {"customer_id": customer_id, "balance_cents": balance}
 
 
-@router.get("/payments", response_model=Payments)
+@router.get("/payments", response_model=Payments, responses=answers(422, 503))
 async def payments_of_order(order_id: UUID, database: DatabaseDep) -> Any:
     async with database.engine.connect() as conn:
         charge_rows = await conn.execute(

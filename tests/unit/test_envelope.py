@@ -1,4 +1,5 @@
 import json
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -38,6 +39,9 @@ def test_unknown_fields_in_data_are_ignored() -> None:
         (json.dumps(order_created_body(version=2)).encode(), "unknown_version"),
         (json.dumps(order_created_body(data={"order_id": "x"})).encode(), "invalid_data"),
         (json.dumps(order_created_body(correlation_id=str(uuid4()))).encode(), "invalid_data"),
+        (json.dumps(order_created_body(version=True)).encode(), "invalid_envelope"),
+        (json.dumps(order_created_body(producer="ord\x1ber")).encode(), "invalid_envelope"),
+        (b"[" * 100_000 + b"]" * 100_000, "not_json"),
     ],
 )
 def test_poison_is_named_by_its_reason(raw: bytes, reason: str) -> None:
@@ -56,3 +60,36 @@ def test_a_line_with_no_units_is_poison() -> None:
 def test_every_event_type_has_its_own_routing_key() -> None:
     keys = [event.routing_key for event in EVENT_TYPES.values()]
     assert len(set(keys)) == len(keys) == 10
+
+
+def _order_created_with(change: dict[str, object], line: dict[str, object] | None = None) -> bytes:
+    body: dict[str, Any] = order_created_body()
+    body["data"].update(change)
+    body["data"]["items"][0].update(line or {})
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _order_created_with({"customer_id": "cust\x00omer"}),  # PostgreSQL's text takes no NUL
+        _order_created_with({"customer_id": "\ud800"}),  # a lone surrogate is not Unicode
+        _order_created_with({"customer_id": "a" * 65}),
+        _order_created_with({"total_cents": 2**63}),  # past a bigint
+        _order_created_with({"total_cents": "300"}),
+        _order_created_with({}, {"sku": "sku\n2"}),
+        _order_created_with({}, {"quantity": True}),
+        _order_created_with({}, {"unit_price_cents": 1.5}),
+    ],
+    ids=["nul", "surrogate", "long-name", "past-bigint", "string", "newline", "bool", "fraction"],
+)
+def test_what_the_database_or_a_log_line_cannot_take_is_poison(raw: bytes) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        decode(raw)
+    assert caught.value.reason == "invalid_data"
+
+
+def test_an_integral_float_is_an_integer_as_json_schema_says() -> None:
+    _, event = decode(_order_created_with({"total_cents": 300.0}))
+    assert isinstance(event, OrderCreated)
+    assert event.total_cents == 300
