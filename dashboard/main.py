@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -62,7 +63,7 @@ def _answer(
 ) -> Response:
     """An error as JSON for the API, as a page for a person."""
     if not _wants_page(request):
-        return http.EscapedJSONResponse({"detail": detail}, status_code=status, headers=headers)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
     return pages.TEMPLATES.TemplateResponse(
         request,
         "error.html",
