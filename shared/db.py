@@ -12,6 +12,7 @@ Each process opens one `Database` on its service's database:
   the order list and its filters, the history, the query routes, the readiness ping.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, LiteralString
@@ -23,7 +24,7 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 TIMESTAMPTZ = sa.TIMESTAMP(timezone=True)
 
@@ -33,6 +34,17 @@ CONNECT_TIMEOUT_SECONDS = 5
 # message waits in a delay queue (shared/redelivery.py, `is_outage`). While the database is
 # down, the pool's connections fail and are replaced by attempts in the background.
 POOL_TIMEOUT_SECONDS = 5.0
+# A connection that stops answering (a black hole: the bytes go out, nothing comes back) holds
+# its caller for as long as TCP sees nothing wrong, which can be forever. So every loan of a
+# connection is bounded: past this the work is cancelled (psycopg asks the server to cancel the
+# statement and, when that goes unanswered too, closes the connection within ten seconds), and
+# the caller sees an outage (`is_outage`): a 503, or a message that waits in a delay queue.
+WORK_TIMEOUT_SECONDS = 15.0
+# The server's side of the same: a session whose client went quiet in a transaction gives back
+# its locks (a saga's, a claimed outbox row's) after 30 s, and no statement runs past the bound.
+SERVER_TIMEOUTS = (
+    f"-c idle_in_transaction_session_timeout=30s -c statement_timeout={WORK_TIMEOUT_SECONDS:.0f}s"
+)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -103,7 +115,7 @@ class Database:
             url,
             pool_size=2,
             max_overflow=3,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": SERVER_TIMEOUTS},
             # No pre-ping: it costs a round trip on every checkout. A connection that died
             # with its server fails its statement instead, and SQLAlchemy drops the pool.
         )
@@ -120,16 +132,20 @@ class Database:
             reconnect_timeout=10,
             kwargs={
                 "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                **({} if wait_for_flush else {"options": "-c synchronous_commit=off"}),
+                "options": SERVER_TIMEOUTS
+                + ("" if wait_for_flush else " -c synchronous_commit=off"),
             },
             name=make_url(url).database,
         )
+        self._checking: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Start filling the pool; a database that is down is retried in the background."""
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
         await self.pool.close()
         await self.engine.dispose()
 
@@ -143,15 +159,33 @@ class Database:
         connection = await self.pool.getconn()
         try:
             await connection.set_autocommit(autocommit)  # the connection is idle: no round trip
-            yield Sql(connection)
+            async with asyncio.timeout(WORK_TIMEOUT_SECONDS):
+                yield Sql(connection)
         finally:
             try:
                 status = connection.info.transaction_status
                 if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-                    with suppress(psycopg.Error):  # broken: the pool discards it
-                        await connection.rollback()
+                    # Broken, or silent behind a black hole: the pool discards it.
+                    with suppress(psycopg.Error, TimeoutError):
+                        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                            await connection.rollback()
             finally:
+                broken = connection.broken
                 await self.pool.putconn(connection)
+                if broken:
+                    self._check_pool()
+
+    def _check_pool(self) -> None:
+        """One broken connection is a sign of more (a restarted server, a reset network):
+        test the idle ones now, instead of failing a request or a message on each of them."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self.pool.check(), name="pool check")
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection of the engine for a composed read, bounded like a loan of the pool."""
+        async with self.engine.connect() as connection, asyncio.timeout(WORK_TIMEOUT_SECONDS):
+            yield connection
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -55,9 +55,11 @@ class UnitOfWork:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> bool | None:
         try:
-            await self._exit_stack.aclose()
+            # The exception goes in: the connection's loan turns its own timeout's
+            # cancellation into TimeoutError (shared/db.py).
+            return await self._exit_stack.__aexit__(exc_type, exc, tb)
         finally:
             assert self._span is not None
             tracing.end(self._span, self._token, exc)

@@ -72,7 +72,7 @@ async def restock(sku: Sku, body: Restock, database: DatabaseDep) -> Any:
 
 @router.get("/products/{sku}", response_model=Product, responses=answers(404, 422, 503))
 async def get_product(sku: Sku, database: DatabaseDep) -> Any:
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         row = (
             await conn.execute(sa.select(*PRODUCT_COLUMNS).where(products.c.sku == sku))
         ).one_or_none()
@@ -85,7 +85,7 @@ async def get_product(sku: Sku, database: DatabaseDep) -> Any:
 async def reservations_of_order(order_id: UUID, database: DatabaseDep) -> Any:
     # A reservation is never updated: it is RELEASED when a release record points at it.
     status = sa.case((releases.c.release_id.is_(None), "RESERVED"), else_="RELEASED")
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         rows = await conn.execute(
             sa.select(
                 reservations.c.reservation_id,

@@ -134,14 +134,14 @@ async def list_orders(
         query = query.where(orders.c.status == status)
     if overdue:
         query = query.where(orders.c.status.in_(IN_FLIGHT), orders.c.deadline_at < sa.func.now())
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         rows = (await conn.execute(query.limit(limit).offset(offset))).all()
     return {"orders": [row._asdict() for row in rows]}
 
 
 @router.get("/orders/{order_id}/history", response_model=History, responses=answers(404, 422, 503))
 async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         rows = (
             await conn.execute(
                 sa.select(order_history)

@@ -80,7 +80,7 @@ async def deposit(customer_id: CustomerId, body: Deposit, database: DatabaseDep)
 
 @router.get("/accounts/{customer_id}", response_model=Account, responses=answers(404, 422, 503))
 async def get_account(customer_id: CustomerId, database: DatabaseDep) -> Any:
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         balance = await conn.scalar(
             sa.select(accounts.c.balance_cents).where(accounts.c.customer_id == customer_id)
         )
@@ -91,7 +91,7 @@ async def get_account(customer_id: CustomerId, database: DatabaseDep) -> Any:
 
 @router.get("/payments", response_model=Payments, responses=answers(422, 503))
 async def payments_of_order(order_id: UUID, database: DatabaseDep) -> Any:
-    async with database.engine.connect() as conn:
+    async with database.reading() as conn:
         charge_rows = await conn.execute(
             sa.select(charges.c.payment_id, charges.c.amount_cents, charges.c.created_at)
             .where(charges.c.order_id == order_id)
