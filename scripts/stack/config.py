@@ -35,7 +35,8 @@ class StackConfig:
         default_factory=lambda: {relay: 9101 + i for i, relay in enumerate(RELAYS)}
     )
     var_dir: Path = ROOT / "var"
-    # Extra environment for every process, and per process name.
+    # Extra environment for every process, and per kind of process (`order-relay`) or per copy
+    # (`order-relay.2`, which also takes its kind's).
     env: dict[str, str] = field(default_factory=dict)
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # How to reach rabbitmqctl for the vhost (a test's own broker node needs `-n NODE`).

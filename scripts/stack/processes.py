@@ -73,6 +73,7 @@ class Stack:
             "DECLARE_TOPOLOGY": "own",
             **c.env,
             **c.process_env.get(kind, {}),
+            **(c.process_env.get(name, {}) if name != kind else {}),
             **overrides,
         }
         if not is_relay(name):
