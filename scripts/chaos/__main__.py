@@ -4,22 +4,26 @@
     python -m scripts.chaos --target compose [--seconds 60] [--orders 600] [--seed 1]
 
 While scripts/perf/load.py places orders, it repeatedly picks a component (a service, a relay, the
-broker) and either kills it (SIGKILL) and starts it again after a random pause, or freezes it
-(SIGSTOP, then SIGCONT), standing in for a partition. The first --rounds rounds inject every
-kind of fault once each; the rest are drawn from the seed (scripts/chaos/faults.py). At the end
+broker, a database) and either kills it (SIGKILL) and starts it again after a random pause, or
+freezes it (SIGSTOP, then SIGCONT); or it picks a link from a process to its database or to the
+broker and resets it, black-holes it or slows it for a while (scripts/chaos/targets.py). The
+first --rounds rounds inject every kind of fault once each; the rest are drawn from the seed
+(scripts/chaos/faults.py); --kinds narrows both. At the end
 it waits for the system to go quiet, runs scripts/ops/check.py, and prints the faults, the sagas
 by outcome and the invariants; the exit status is 1 on any violation, and on any fault the
 target refused.
 
 Two targets:
 - `local` (the default): a stack of its own, on its own PostgreSQL cluster and RabbitMQ node
-  (so the broker it kills is its own and the machine's are never touched), its own databases
-  and ports. With --broker container that node is RabbitMQ 4 in a container, the broker
-  docker-compose.yml runs. With --replicas 2 every service and relay runs twice (competing
-  consumers, two relays per database), and faults hit either copy.
+  (so the database and the broker it kills are its own and the machine's are never touched),
+  its own databases and ports, every process reaching them through the fault proxy
+  (scripts/chaos/proxy.py). With --broker container that node is RabbitMQ 4 in a container,
+  the broker docker-compose.yml runs. With --replicas 2 every service and relay runs twice
+  (competing consumers, two relays per database), and faults hit either copy.
 - `compose`: the docker compose stack, brought up with docker-compose.chaos.yml laid over
   docker-compose.yml (scripts/stack/compose.py); `docker compose kill --signal SIGKILL` and
-  `start`, `pause` and `unpause`. It is left running at the end, for a look at its logs.
+  `start`, `pause` and `unpause`, `docker network disconnect` and `connect`. It is left
+  running at the end, for a look at its logs.
 """
 
 import argparse
@@ -37,7 +41,8 @@ import aio_pika
 import psycopg
 from rich.console import Console
 
-from scripts.chaos.faults import Chaos
+from scripts.chaos.faults import KINDS, Chaos
+from scripts.chaos.proxy import FaultProxy, route_through
 from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
 from scripts.ops.check import Invariant, check, report, snapshot
 from scripts.ops.dashboard_check import check_dashboard
@@ -45,7 +50,7 @@ from scripts.perf.load import Load, Mix, Result, print_summary
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import Compose, ComposeError
 from scripts.stack.instances import Broker, OwnPostgres, free_port, own_broker
-from shared.system import RELAYS, SERVICE_NAMES
+from shared.system import PROCESSES, RELAYS, SERVICE_NAMES
 
 
 def build_stack(
@@ -104,11 +109,22 @@ def main() -> int:
         "--rounds", type=int, default=1,
         help="how many rounds of every kind of fault come first, whatever --seconds says",
     )  # fmt: skip
+    parser.add_argument(
+        "--kinds", type=kinds, default=KINDS,
+        help=f"the kinds of component hit, comma-separated (default: all of {','.join(KINDS)})",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     console = Console(stderr=args.json)
     return run(args, console)
+
+
+def kinds(text: str) -> tuple[str, ...]:
+    chosen = tuple(kind.strip() for kind in text.split(","))
+    if unknown := [kind for kind in chosen if kind not in KINDS]:
+        raise argparse.ArgumentTypeError(f"no such kind: {', '.join(unknown)} (kinds: {KINDS})")
+    return chosen
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -123,16 +139,20 @@ def run_locally(args: argparse.Namespace, console: Console) -> int:
     console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
     rabbit.start()
     postgres.start()
+    proxy = FaultProxy()
     stack, extra_names = build_stack(args.replicas, var_dir / "stack", rabbit, postgres)
+    route_through(proxy, stack.config, [*PROCESSES, *extra_names])
     try:
         stack.prepare()
         stack.start()
         if extra_names:
             stack.start(*extra_names)
         stack.wait_ready(timeout=60)
-        outcome = inflict(LocalTarget(stack, rabbit, extra_names), args, console)
+        target = LocalTarget(stack, rabbit, postgres, proxy, extra_names)
+        outcome = inflict(target, args, console)
     finally:
         stack.stop(*list(stack.processes))
+        proxy.close()
         rabbit.stop()
         if args.keep:
             postgres.stop()
@@ -162,7 +182,9 @@ def inflict(
     target: Target, args: argparse.Namespace, console: Console
 ) -> tuple[Chaos, Result, list[Invariant]]:
     """Load and faults together, then everything back up and the system left to go quiet."""
-    chaos = Chaos(target, random.Random(args.seed), args.seconds, rounds=args.rounds)
+    chaos = Chaos(
+        target, random.Random(args.seed), args.seconds, rounds=args.rounds, kinds=args.kinds
+    )
     load = Load(target.config.base_urls(), args.seed, Mix(scarce_units=20))
     injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
 
@@ -195,7 +217,7 @@ def summarize(
     args: argparse.Namespace,
     console: Console,
 ) -> int:
-    faults = Counter(f"{fault.action} {fault.target.partition('.')[0]}" for fault in chaos.faults)
+    faults = Counter(f"{fault.action} {fault.kind}" for fault in chaos.faults)
     # A fault the target refused makes the run prove less than it says: it fails too.
     failed = [fault for fault in chaos.faults if fault.error]
     if args.json:

@@ -1,9 +1,13 @@
-"""The fault loop: pick a component, kill it and start it again, or freeze it and thaw it.
+"""The fault loop: pick a component, kill it and start it again, or freeze it and thaw it; or
+pick a link from a process to its database or the broker and cut it for a while.
 
 A round is every kind of fault once: a service killed and one frozen, a relay killed and one
-frozen, the broker killed. The first `rounds` rounds always run whole, in an order drawn from
-the seed, so a run hits every kind (at least `rounds` times each) however short it is; after
-them, until the time is up, each fault is drawn from the seed.
+frozen, the broker killed, a database crashed (SIGKILL, then started again: crash recovery), and
+each fault the target can put on a link (scripts/chaos/targets.py): reset (RST mid-transaction
+or mid-publish), black-holed, slowed. The first `rounds` rounds always run whole, in an order
+drawn from the seed, so a run hits every kind (at least `rounds` times each) however short it
+is; after them, until the time is up, each fault is drawn from the seed. `kinds` narrows both
+to some kinds of component.
 """
 
 import logging
@@ -12,27 +16,32 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from scripts.chaos.targets import BROKER, Target
+from scripts.chaos.targets import BROKER, DATABASE, LINK, Target
 from shared.system import is_relay, is_service
 
 logger = logging.getLogger("chaos")
 
-KINDS = ("service", "relay", BROKER)
-# Every kind of fault once, as (kind of component, action).
-ROUND = (
+KINDS = ("service", "relay", BROKER, DATABASE, LINK)
+# How often each kind is drawn after the planned rounds: the broker and a database take seconds
+# to come back.
+WEIGHTS = {"service": 9, "relay": 9, BROKER: 2, DATABASE: 2, LINK: 6}
+# Every fault of a process once, as (kind of component, action); the links' come from the target.
+PROCESS_ROUND = (
     ("service", "kill"),
     ("service", "freeze"),
     ("relay", "kill"),
     ("relay", "freeze"),
     (BROKER, "kill"),
+    (DATABASE, "kill"),
 )
 
 
 @dataclass
 class Fault:
     at: float
-    target: str
-    action: str  # "kill" or "freeze"
+    kind: str  # one of KINDS
+    target: str  # a process, a database, BROKER, or a link (`order→postgres`)
+    action: str  # "kill", "freeze", or one of the target's LINK_ACTIONS
     pause: float
     error: str = ""  # why the fault could not be injected, if it could not
 
@@ -45,44 +54,63 @@ class Chaos:
     pause_range: tuple[float, float] = (0.2, 1.5)
     gap_range: tuple[float, float] = (0.1, 0.5)
     rounds: int = 1
+    kinds: tuple[str, ...] = KINDS
+    # A black hole lasts longer: long enough, now and then, for a request to meet its bound.
+    hole_range: tuple[float, float] = (1.0, 8.0)
     faults: list[Fault] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         """Inject faults until the time is up (in a thread, beside the load)."""
         started = time.monotonic()
-        planned = [fault for _ in range(self.rounds) for fault in ROUND]
+        planned = [fault for _ in range(self.rounds) for fault in self.one_round()]
         self.rng.shuffle(planned)
         while planned or (time.monotonic() - started < self.seconds and not self.stop.is_set()):
             time.sleep(self.rng.uniform(*self.gap_range))
             kind, action = planned.pop() if planned else self._draw()
-            if kind == BROKER:
-                target = BROKER
-            else:
-                hit = is_relay if kind == "relay" else is_service
-                names = [n for n in self.target.processes() if hit(n)]
-                target = self.rng.choice(names)
-            pause = self.rng.uniform(*self.pause_range)
-            fault = Fault(time.monotonic() - started, target, action, pause)
+            target = self._pick(kind)
+            hole = action == "black hole"
+            pause = self.rng.uniform(*(self.hole_range if hole else self.pause_range))
+            fault = Fault(time.monotonic() - started, kind, target, action, pause)
             self.faults.append(fault)
             try:
-                self.inject(target, action, pause)
+                self.inject(fault)
             except Exception as exc:  # a fault the target refused: said, and the run goes on
                 fault.error = str(exc)
                 logger.error("%s of %s failed: %s", action, target, exc)
 
+    def one_round(self) -> list[tuple[str, str]]:
+        """Every kind of fault once, as (kind of component, action)."""
+        links = [(LINK, action) for action in self.target.link_actions]
+        return [fault for fault in (*PROCESS_ROUND, *links) if fault[0] in self.kinds]
+
+    def _pick(self, kind: str) -> str:
+        if kind == BROKER:
+            return BROKER
+        if kind == DATABASE:
+            return self.rng.choice(self.target.databases())
+        if kind == LINK:
+            return self.rng.choice(self.target.links())
+        hit = is_relay if kind == "relay" else is_service
+        return self.rng.choice([n for n in self.target.processes() if hit(n)])
+
     def _draw(self) -> tuple[str, str]:
-        # The broker takes seconds to come back: it gets one fault in ten.
-        kind = self.rng.choices(KINDS, weights=(9, 9, 2))[0]
-        action = "kill" if kind == BROKER or self.rng.random() < 0.7 else "freeze"
+        kind = self.rng.choices(self.kinds, weights=[WEIGHTS[k] for k in self.kinds])[0]
+        if kind == LINK:
+            return kind, self.rng.choice(self.target.link_actions)
+        action = "kill" if kind in (BROKER, DATABASE) or self.rng.random() < 0.7 else "freeze"
         return kind, action
 
-    def inject(self, target: str, action: str, pause: float) -> None:
-        if action == "kill":
-            self.target.kill(target)
-            time.sleep(pause)
-            self.target.start(target)
+    def inject(self, fault: Fault) -> None:
+        if fault.kind == LINK:
+            self.target.disturb(fault.target, fault.action)
+            time.sleep(fault.pause)
+            self.target.mend(fault.target)
+        elif fault.action == "kill":
+            self.target.kill(fault.target)
+            time.sleep(fault.pause)
+            self.target.start(fault.target)
         else:
-            self.target.freeze(target)
-            time.sleep(pause)
-            self.target.thaw(target)
+            self.target.freeze(fault.target)
+            time.sleep(fault.pause)
+            self.target.thaw(fault.target)

@@ -1,20 +1,31 @@
 """What chaos hits: the no-Docker stack or the docker compose stack.
 
-Both name their components as processes (`order`, `payment-relay.2`) or BROKER, and take the
-same four faults: kill and start again, freeze and thaw.
+Both name their components as processes (`order`, `payment-relay.2`), BROKER or a database,
+which are killed and started again, or frozen and thawed; and their links, from a process to its
+database or to the broker, on which each puts the faults it can (`link_actions`):
+- the no-Docker stack reaches its servers through a fault proxy (scripts/chaos/proxy.py), a
+  link per process and server: reset, black hole, delay;
+- compose takes a container off one of its networks and puts it back (`docker network
+  disconnect`, `connect`): a black hole, the packets dropped.
 """
 
 import contextlib
+import json
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from scripts.chaos.proxy import FaultProxy
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import BROKER_CONTAINER, Compose
-from scripts.stack.instances import Broker
+from scripts.stack.instances import Broker, OwnPostgres
 from shared.system import PROCESSES
 
 BROKER = "broker"
+DATABASE = "database"
+LINK = "link"
+# The latency a slowed link adds to every chunk, both ways.
+LINK_DELAY_SECONDS = 0.1
 
 
 class Target(Protocol):
@@ -24,7 +35,14 @@ class Target(Protocol):
     @property
     def config(self) -> StackConfig: ...
 
+    @property
+    def link_actions(self) -> tuple[str, ...]: ...
+
     def processes(self) -> list[str]: ...
+    def databases(self) -> list[str]: ...
+    def links(self) -> list[str]: ...
+    def disturb(self, link: str, action: str) -> None: ...
+    def mend(self, link: str) -> None: ...
     def kill(self, name: str) -> None: ...
     def start(self, name: str) -> None: ...
     def freeze(self, name: str) -> None: ...
@@ -34,11 +52,15 @@ class Target(Protocol):
 
 @dataclass
 class LocalTarget:
-    """The no-Docker stack, on a PostgreSQL and a RabbitMQ node of its own."""
+    """The no-Docker stack, on a PostgreSQL cluster (its every database) and a RabbitMQ node of
+    its own, each process reaching them through links of the fault proxy."""
 
     stack: Stack
     rabbit: Broker
+    postgres: OwnPostgres
+    proxy: FaultProxy
     extra_names: list[str]
+    link_actions: tuple[str, ...] = ("reset", "black hole", "delay")
 
     @property
     def config(self) -> StackConfig:
@@ -47,15 +69,36 @@ class LocalTarget:
     def processes(self) -> list[str]:
         return list(self.stack.processes)
 
+    def databases(self) -> list[str]:
+        return ["postgres"]
+
+    def links(self) -> list[str]:
+        return list(self.proxy.links)
+
+    def disturb(self, link: str, action: str) -> None:
+        if action == "reset":
+            self.proxy.links[link].reset()
+        elif action == "black hole":
+            self.proxy.links[link].black_hole()
+        else:
+            self.proxy.links[link].delay(LINK_DELAY_SECONDS)
+
+    def mend(self, link: str) -> None:
+        self.proxy.links[link].heal()
+
     def kill(self, name: str) -> None:
         if name == BROKER:
             self.rabbit.kill(signal.SIGKILL)
+        elif name == "postgres":
+            self.postgres.kill(signal.SIGKILL)
         else:
             self.stack.kill(name, signal.SIGKILL)
 
     def start(self, name: str) -> None:
         if name == BROKER:
             self.rabbit.start()
+        elif name == "postgres":
+            self.postgres.start()
         else:
             self.stack.start(name)
 
@@ -66,9 +109,12 @@ class LocalTarget:
         self.stack.kill(name, signal.SIGCONT)
 
     def heal(self) -> None:
+        self.proxy.heal()
         with contextlib.suppress(Exception):
             for name in self.stack.processes:
                 self.stack.kill(name, signal.SIGCONT)
+        if self.postgres.pid is None:
+            self.postgres.start()
         if self.rabbit.pid is None:
             self.rabbit.start()
         for name in [*PROCESSES, *self.extra_names]:
@@ -79,13 +125,43 @@ class LocalTarget:
 
 @dataclass
 class ComposeTarget:
-    """The docker compose stack: containers named as the processes, the broker `rabbitmq`."""
+    """The docker compose stack: containers named as the processes, the broker `rabbitmq`, the
+    databases `postgres-order` and so on; a link is a process's network (`order/order-db`)."""
 
     compose: Compose
     config: StackConfig
+    link_actions: tuple[str, ...] = ("black hole",)
+    _cut: set[str] = field(default_factory=set)
+    _links: list[str] = field(default_factory=list)
 
     def processes(self) -> list[str]:
         return list(PROCESSES)
+
+    def databases(self) -> list[str]:
+        return [f"postgres-{name}" for name in ("order", "payment", "inventory", "dashboard")]
+
+    def links(self) -> list[str]:
+        """Each process's networks to its database and to the broker (not `public`, where the
+        load comes in)."""
+        if not self._links:
+            services = json.loads(self.compose.run("config", "--format", "json"))["services"]
+            self._links = [
+                f"{process}/{network}"
+                for process in PROCESSES
+                for network in services[process].get("networks", {})
+                if network != "public"
+            ]
+        return self._links
+
+    def disturb(self, link: str, action: str) -> None:
+        process, network = link.split("/")
+        self.compose.disconnect(process, network)
+        self._cut.add(link)
+
+    def mend(self, link: str) -> None:
+        process, network = link.split("/")
+        self.compose.connect(process, network)
+        self._cut.discard(link)
 
     def _container(self, name: str) -> str:
         return BROKER_CONTAINER if name == BROKER else name
@@ -103,4 +179,6 @@ class ComposeTarget:
         self.compose.unpause(self._container(name))
 
     def heal(self) -> None:
+        for link in list(self._cut):
+            self.mend(link)
         self.compose.heal()

@@ -168,6 +168,20 @@ class Compose:
     def unpause(self, container: str) -> None:
         self.run("unpause", container)
 
+    def disconnect(self, service: str, network: str) -> None:
+        """Take a service's container off one of its networks: its packets there are dropped."""
+        _docker_network("disconnect", f"{self.project}_{network}", self._container_of(service))
+
+    def connect(self, service: str, network: str) -> None:
+        """Put it back, under its service's name, as compose had it."""
+        _docker_network(
+            "connect", "--alias", service, f"{self.project}_{network}",
+            self._container_of(service),
+        )  # fmt: skip
+
+    def _container_of(self, service: str) -> str:
+        return next(c["Name"] for c in self.ps() if c["Service"] == service)
+
     def heal(self) -> None:
         """Every container thawed, running and healthy again."""
         self.run("unpause", check=False)  # refuses when nothing is paused, which is fine
@@ -225,6 +239,12 @@ class Compose:
             lines.append(f"{name} is {state}{f' ({health})' if health else ''}; its last lines:")
             lines += [f"  {line}" for line in self.logs(str(name)).splitlines()[-15:]]
         return "\n".join(lines)
+
+
+def _docker_network(*args: str) -> None:
+    done = subprocess.run(["docker", "network", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ComposeError(f"docker network {args[0]} failed: {done.stderr.strip()}")
 
 
 def _free(port: int) -> bool:

@@ -1,41 +1,66 @@
 """Chaos in CI: hundreds of sagas with stock contention while services, relays and the broker
-are killed and frozen at random; zero violations of SPEC.md's invariants.
+are killed and frozen at random, and, in a run of their own, while the database crashes and the
+links to it and to the broker are reset, black-holed and slowed; zero violations of SPEC.md's
+invariants.
 
-scripts/chaos/ starts its own stack on its own RabbitMQ node (the broker it kills), drives
-scripts/perf/load.py through the faults, waits for the system to go quiet and runs
-scripts/ops/check.py.
+scripts/chaos/ starts its own stack on its own RabbitMQ node and PostgreSQL cluster (the ones it
+kills), every process reaching them through its fault proxy, drives scripts/perf/load.py
+through the faults, waits for the system to go quiet and runs scripts/ops/check.py.
 """
 
 import json
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
+
+
+def chaos(*args: str) -> dict[str, Any]:
+    """Run the chaos tool; its summary, once every invariant held."""
+    run = subprocess.run(
+        [sys.executable, "-m", "scripts.chaos", "--orders", "600", "--rate", "10", "--json",
+         *args],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.stdout, run.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(run.stdout)
+    violations = [v for i in summary["invariants"] for v in i["violations"]]
+    assert violations == [], violations[:20]
+    assert run.returncode == 0
+    assert not [f for f in summary["faults"] if f["error"]], summary["faults"]
+    return summary
 
 
 def test_random_kills_and_freezes_of_two_of_each_leave_no_inconsistency() -> None:
     """Two processes of every service and relay (competing consumers, two reapers, two relays
     claiming one outbox) on this machine's RabbitMQ. One of each, in containers on RabbitMQ 4,
     is tests/compose/test_chaos.py."""
-    run = subprocess.run(
-        [sys.executable, "-m", "scripts.chaos", "--seconds", "60", "--orders", "600",
-         "--rate", "10", "--seed", "12", "--replicas", "2", "--rounds", "4", "--json"],
-        capture_output=True, text=True, timeout=600,
+    summary = chaos(
+        "--seconds", "60", "--seed", "12", "--replicas", "2", "--rounds", "4",
+        "--kinds", "service,relay,broker",
     )  # fmt: skip
-    assert run.stdout, run.stderr[-3000:]
-    summary = json.loads(run.stdout)
-    violations = [v for i in summary["invariants"] for v in i["violations"]]
-    assert violations == [], violations[:20]
-    assert run.returncode == 0
-
     faults = summary["faults"]
-    kinds = Counter(
-        "broker" if f["target"] == "broker" else "relay" if "relay" in f["target"] else "service"
-        for f in faults
-    )
-    assert not [f for f in faults if f["error"]], faults
+    kinds = Counter(f["kind"] for f in faults)
     assert len(faults) >= 20, faults  # four planned rounds of five kinds, then drawn ones
     assert set(kinds) == {"service", "relay", "broker"}, kinds
-    load = summary["load"]
+    assert_load_contended(summary["load"])
+
+
+def test_database_crashes_and_link_faults_leave_no_inconsistency() -> None:
+    """The PostgreSQL cluster of every database killed with SIGKILL (crash recovery), and the
+    links from every process to it and to the broker reset, black-holed and slowed."""
+    summary = chaos("--seconds", "60", "--seed", "14", "--rounds", "8", "--kinds", "database,link")
+    done = Counter((f["kind"], f["action"]) for f in summary["faults"])
+    assert sum(done.values()) >= 32, done  # eight planned rounds of four, then drawn ones
+    assert min(done[fault] for fault in [
+        ("database", "kill"), ("link", "reset"), ("link", "black hole"), ("link", "delay"),
+    ]) >= 8, done  # fmt: skip
+    hit = {f["target"].partition("→")[2] for f in summary["faults"] if f["kind"] == "link"}
+    assert hit == {"postgres", "rabbitmq"}, hit
+    assert_load_contended(summary["load"])
+
+
+def assert_load_contended(load: dict[str, Any]) -> None:
     assert load["orders"] == 600
     assert sum(load["outcomes"].values()) == 600
     assert load["outcomes"]["CONFIRMED"] > 0

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.chaos.faults import ROUND, Chaos
-from scripts.chaos.targets import BROKER, ComposeTarget
+from scripts.chaos.faults import Chaos, Fault
+from scripts.chaos.targets import BROKER, DATABASE, LINK, ComposeTarget
 from scripts.stack.compose import (
     AMQP_PORT,
     API_PORTS,
@@ -33,7 +33,7 @@ from scripts.stack.compose import (
 )
 from scripts.stack.images import IMAGES
 from scripts.stack.instances import free_port
-from shared.system import RELAYS, SERVICE_NAMES
+from shared.system import PROCESSES, RELAYS, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / COMPOSE_FILES[0]).read_text())
@@ -100,14 +100,22 @@ def test_the_checker_reaches_what_compose_publishes() -> None:
 @pytest.fixture
 def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in `docker` that appends its arguments to a log and succeeds, unless the
-    command is `pause` of a container named `broken`."""
+    command is `pause` of a container named `broken`. It answers `compose config` with the
+    compose file and `compose ps` with a container per service, `saga-<service>-1`."""
     log = tmp_path / "docker.log"
     fake = tmp_path / "bin" / "docker"
     fake.parent.mkdir()
+    (tmp_path / "config.json").write_text(json.dumps(BASE))
+    ps = [{"Service": name, "Name": f"saga-{name}-1"} for name in BASE["services"]]
+    (tmp_path / "ps.json").write_text("\n".join(map(json.dumps, ps)))
     fake.write_text(
         f"#!{sys.executable}\n"
         "import json, sys\n"
         f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if 'config' in sys.argv:\n"
+        f"    print(open({str(tmp_path / 'config.json')!r}).read())\n"
+        "if 'ps' in sys.argv:\n"
+        f"    print(open({str(tmp_path / 'ps.json')!r}).read())\n"
         "if sys.argv[-2:] == ['pause', 'broken']:\n"
         "    sys.stderr.write('Error response from daemon: no such container\\n')\n"
         "    sys.exit(1)\n"
@@ -118,9 +126,13 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _calls(log: Path) -> list[list[str]]:
-    """The compose commands that changed something, in order (not `docker info`, nor `ps`)."""
+    """The commands that changed something, in order (not `docker info`, `ps` nor `config`)."""
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    return [call for call in calls if call[0] == "compose" and "ps" not in call]
+    return [
+        call if call[0] == "network" else _without_files(call)
+        for call in calls
+        if call[0] in ("compose", "network") and not {"ps", "config"} & set(call)
+    ]
 
 
 def _compose() -> Compose:
@@ -141,21 +153,32 @@ def _without_files(call: list[str]) -> list[str]:
     return call[len(prefix) :]
 
 
-def test_faults_become_docker_compose_kill_start_pause_unpause(docker: Path) -> None:
+def test_faults_become_docker_compose_kill_start_pause_unpause_and_network_cuts(
+    docker: Path,
+) -> None:
     compose = _compose()
     target = ComposeTarget(compose, compose.config())
     chaos = Chaos(target, random.Random(3), seconds=0)
-    chaos.inject("payment", "kill", pause=0)
-    chaos.inject("order-relay", "freeze", pause=0)
-    chaos.inject(BROKER, "kill", pause=0)
+    for kind, name, action in [
+        ("service", "payment", "kill"),
+        ("relay", "order-relay", "freeze"),
+        (BROKER, BROKER, "kill"),
+        (DATABASE, "postgres-inventory", "kill"),
+        (LINK, "payment/payment-db", "black hole"),
+    ]:
+        chaos.inject(Fault(0, kind, name, action, pause=0))
     target.heal()
-    assert [_without_files(call) for call in _calls(docker)] == [
+    assert _calls(docker) == [
         ["kill", "--signal", "SIGKILL", "payment"],
         ["start", "payment"],
         ["pause", "order-relay"],
         ["unpause", "order-relay"],
         ["kill", "--signal", "SIGKILL", "rabbitmq"],
         ["start", "rabbitmq"],
+        ["kill", "--signal", "SIGKILL", "postgres-inventory"],
+        ["start", "postgres-inventory"],
+        ["network", "disconnect", "saga_payment-db", "saga-payment-1"],
+        ["network", "connect", "--alias", "payment", "saga_payment-db", "saga-payment-1"],
         ["unpause"],
         ["up", "--detach", "--build", "--wait", "--wait-timeout", "300"],
     ]
@@ -166,16 +189,23 @@ def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path)
     target = ComposeTarget(compose, compose.config())
     # No time at all: the planned rounds, every kind of fault once each, run whole all the same.
     chaos = Chaos(
-        target, random.Random(7), seconds=0, gap_range=(0, 0), pause_range=(0, 0), rounds=3
-    )
+        target, random.Random(7), seconds=0, gap_range=(0, 0), pause_range=(0, 0),
+        hole_range=(0, 0), rounds=3,
+    )  # fmt: skip
     chaos.run()
-    assert len(chaos.faults) == 3 * len(ROUND)
-    done = Counter((fault.target.partition(".")[0], fault.action) for fault in chaos.faults)
-    assert done[(BROKER, "kill")] == 3
-    assert sum(n for (name, action), n in done.items() if action == "freeze") == 6
-    hit = [call[-1] for call in map(_without_files, _calls(docker))]
-    assert {BROKER_CONTAINER} <= set(hit) <= {*SERVICE_NAMES, *RELAYS, BROKER_CONTAINER}
+    assert len(chaos.faults) == 3 * len(chaos.one_round()) == 3 * 7
+    done = Counter((fault.kind, fault.action) for fault in chaos.faults)
+    assert done[(BROKER, "kill")] == done[(DATABASE, "kill")] == 3
+    assert done[(LINK, "black hole")] == 3
+    assert sum(n for (_, action), n in done.items() if action == "freeze") == 6
+    containers = {*PROCESSES, BROKER_CONTAINER, *target.databases()}
+    hit = [call[-1] for call in _calls(docker) if call[0] != "network"]
+    assert {BROKER_CONTAINER} <= set(hit) <= containers
     assert set(hit) & set(SERVICE_NAMES) and set(hit) & set(RELAYS)
+    cut = [call[-1] for call in _calls(docker) if call[0] == "network"]
+    assert len(cut) == 2 * 3 and set(cut) <= {f"saga-{name}-1" for name in containers}
+    # A link is a network to a database or to the broker, never `public`, where load comes in.
+    assert all(not link.endswith("/public") for link in target.links())
 
 
 def test_a_refusal_from_docker_is_reported_in_its_own_words(docker: Path) -> None:
