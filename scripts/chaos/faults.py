@@ -56,7 +56,7 @@ class Chaos:
     rounds: int = 1
     kinds: tuple[str, ...] = KINDS
     # A black hole lasts longer: long enough, now and then, for a request to meet its bound.
-    hole_range: tuple[float, float] = (1.0, 8.0)
+    hole_range: tuple[float, float] = (1.0, 5.0)
     faults: list[Fault] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
