@@ -2,8 +2,9 @@
 pick a link from a process to its database or the broker and cut it for a while.
 
 A round is every kind of fault once: a service killed and one frozen, a relay killed and one
-frozen, the broker killed, a database crashed (SIGKILL, then started again: crash recovery), and
-each fault the target can put on a link (scripts/chaos/targets.py): reset (RST mid-transaction
+frozen, the broker killed, a database crashed (SIGKILL, then started again: crash recovery), a
+memory and a disk alarm raised on the broker and cleared (scripts/chaos/alarms.py), and each
+fault the target can put on a link (scripts/chaos/targets.py): reset (RST mid-transaction
 or mid-publish), black-holed, slowed. The first `rounds` rounds always run whole, in an order
 drawn from the seed, so a run hits every kind (at least `rounds` times each) however short it
 is; after them, until the time is up, each fault is drawn from the seed. `kinds` narrows both
@@ -16,15 +17,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from scripts.chaos.targets import BROKER, DATABASE, LINK, Target
+from scripts.chaos import alarms
+from scripts.chaos.targets import ALARM, BROKER, DATABASE, LINK, Target
 from shared.system import is_relay, is_service
 
 logger = logging.getLogger("chaos")
 
-KINDS = ("service", "relay", BROKER, DATABASE, LINK)
+KINDS = ("service", "relay", BROKER, DATABASE, LINK, ALARM)
 # How often each kind is drawn after the planned rounds: the broker and a database take seconds
 # to come back.
-WEIGHTS = {"service": 9, "relay": 9, BROKER: 2, DATABASE: 2, LINK: 6}
+WEIGHTS = {"service": 9, "relay": 9, BROKER: 2, DATABASE: 2, LINK: 6, ALARM: 2}
 # Every fault of a process once, as (kind of component, action); the links' come from the target.
 PROCESS_ROUND = (
     ("service", "kill"),
@@ -33,6 +35,7 @@ PROCESS_ROUND = (
     ("relay", "freeze"),
     (BROKER, "kill"),
     (DATABASE, "kill"),
+    *((ALARM, kind) for kind in alarms.KINDS),
 )
 
 
@@ -41,7 +44,7 @@ class Fault:
     at: float
     kind: str  # one of KINDS
     target: str  # a process, a database, BROKER, or a link (`order→postgres`)
-    action: str  # "kill", "freeze", or one of the target's LINK_ACTIONS
+    action: str  # "kill", "freeze", one of the target's link_actions, or an alarm's kind
     pause: float
     error: str = ""  # why the fault could not be injected, if it could not
 
@@ -56,7 +59,7 @@ class Chaos:
     rounds: int = 1
     kinds: tuple[str, ...] = KINDS
     # A black hole lasts longer: long enough, now and then, for a request to meet its bound.
-    hole_range: tuple[float, float] = (1.0, 5.0)
+    hole_range: tuple[float, float] = (1.0, 4.0)
     faults: list[Fault] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -85,7 +88,7 @@ class Chaos:
         return [fault for fault in (*PROCESS_ROUND, *links) if fault[0] in self.kinds]
 
     def _pick(self, kind: str) -> str:
-        if kind == BROKER:
+        if kind in (BROKER, ALARM):
             return BROKER
         if kind == DATABASE:
             return self.rng.choice(self.target.databases())
@@ -98,6 +101,8 @@ class Chaos:
         kind = self.rng.choices(self.kinds, weights=[WEIGHTS[k] for k in self.kinds])[0]
         if kind == LINK:
             return kind, self.rng.choice(self.target.link_actions)
+        if kind == ALARM:
+            return kind, self.rng.choice(alarms.KINDS)
         action = "kill" if kind in (BROKER, DATABASE) or self.rng.random() < 0.7 else "freeze"
         return kind, action
 
@@ -106,6 +111,10 @@ class Chaos:
             self.target.disturb(fault.target, fault.action)
             time.sleep(fault.pause)
             self.target.mend(fault.target)
+        elif fault.kind == ALARM:
+            self.target.alarm(fault.action, True)
+            time.sleep(fault.pause)
+            self.target.alarm(fault.action, False)
         elif fault.action == "kill":
             self.target.kill(fault.target)
             time.sleep(fault.pause)

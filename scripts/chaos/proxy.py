@@ -220,7 +220,9 @@ class Link:
         if pipe.frontend is None:
             return data
         if not to_server:
-            if pipe.striking is not None and COMMITTED in data:
+            if pipe.frontend.asked_for_tls and data[:1] == b"S":
+                pipe.frontend = None  # TLS from here on: nothing to read, nothing to strike
+            elif pipe.striking is not None and COMMITTED in data:
                 self._strike(pipe)
             return data
         for kind, body in pipe.frontend.feed(data):
@@ -282,6 +284,7 @@ class Frontend:
     def __init__(self) -> None:
         self._buffer = b""
         self._started = False
+        self.asked_for_tls = False  # the last untyped request was SSLRequest
         self._statements: dict[bytes, bytes] = {}  # prepared name -> its query
 
     def feed(self, data: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -294,14 +297,14 @@ class Frontend:
                     return
                 code = int.from_bytes(buffer[4:8])
                 self._started = code not in (SSL_REQUEST, GSSENC_REQUEST)
+                self.asked_for_tls = code == SSL_REQUEST
                 kind, body, self._buffer = b"", buffer[4:length], buffer[length:]
             else:
                 if len(buffer) < 5 or len(buffer) < 1 + (length := int.from_bytes(buffer[1:5])):
                     return
                 kind, body, self._buffer = buffer[:1], buffer[5 : 1 + length], buffer[1 + length :]
             if kind == b"P":  # Parse: statement name, query
-                name, query = body.split(b"\x00", 2)[:2]
-                self._statements[name] = query
+                self._statements[cstring(body, 0)] = cstring(body, 1)
             yield kind, body
 
     def runs(self, kind: bytes, body: bytes, marker: bytes) -> bool:
@@ -309,9 +312,15 @@ class Frontend:
         if kind in (b"Q", b"P"):
             return marker in body
         if kind == b"B":  # Bind: portal name, statement name
-            statement = body.split(b"\x00", 2)[1]
-            return marker in self._statements.get(statement, b"")
+            return marker in self._statements.get(cstring(body, 1), b"")
         return False
+
+
+def cstring(body: bytes, index: int) -> bytes:
+    """The index-th NUL-terminated string of a message, or b"" (a proxy never fails a
+    connection for what it could not read)."""
+    parts = body.split(b"\x00", index + 1)
+    return parts[index] if len(parts) > index + 1 else b""
 
 
 def is_commit(kind: bytes, body: bytes) -> bool:
@@ -319,7 +328,7 @@ def is_commit(kind: bytes, body: bytes) -> bool:
     if kind == b"Q":
         return body.rstrip(b"\x00").strip().upper() == b"COMMIT"
     if kind == b"P":
-        return body.split(b"\x00", 2)[1].strip().upper() == b"COMMIT"
+        return cstring(body, 1).strip().upper() == b"COMMIT"
     return False
 
 

@@ -7,6 +7,7 @@ database or to the broker, on which each puts the faults it can (`link_actions`)
   link per process and server: reset, black hole, delay;
 - compose takes a container off one of its networks and puts it back (`docker network
   disconnect`, `connect`): a black hole, the packets dropped.
+Both raise and clear the broker's resource alarms with rabbitmqctl.
 """
 
 import contextlib
@@ -15,15 +16,17 @@ import signal
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from scripts.chaos import alarms
 from scripts.chaos.proxy import FaultProxy
 from scripts.stack import Stack, StackConfig
-from scripts.stack.compose import BROKER_CONTAINER, Compose
+from scripts.stack.compose import BROKER_CONTAINER, Compose, ComposeError
 from scripts.stack.instances import Broker, OwnPostgres
 from shared.system import PROCESSES
 
 BROKER = "broker"
 DATABASE = "database"
 LINK = "link"
+ALARM = "alarm"  # a resource alarm on the broker: `memory` or `disk`
 # The latency a slowed link adds to every chunk, both ways.
 LINK_DELAY_SECONDS = 0.1
 
@@ -43,6 +46,7 @@ class Target(Protocol):
     def links(self) -> list[str]: ...
     def disturb(self, link: str, action: str) -> None: ...
     def mend(self, link: str) -> None: ...
+    def alarm(self, kind: str, on: bool) -> None: ...
     def kill(self, name: str) -> None: ...
     def start(self, name: str) -> None: ...
     def freeze(self, name: str) -> None: ...
@@ -85,6 +89,9 @@ class LocalTarget:
 
     def mend(self, link: str) -> None:
         self.proxy.links[link].heal()
+
+    def alarm(self, kind: str, on: bool) -> None:
+        (alarms.raise_alarm if on else alarms.clear_alarm)(self.rabbit.rabbitmqctl, kind)
 
     def kill(self, name: str) -> None:
         if name == BROKER:
@@ -162,6 +169,15 @@ class ComposeTarget:
         process, network = link.split("/")
         self.compose.connect(process, network)
         self._cut.discard(link)
+
+    def alarm(self, kind: str, on: bool) -> None:
+        command = (alarms.RAISE if on else alarms.CLEAR)[kind]
+        rabbitmqctl = ("exec", "-T", BROKER_CONTAINER, "rabbitmqctl")
+        try:
+            self.compose.run(*rabbitmqctl, *command)
+        except ComposeError:  # a broker just started is still booting: wait for it, once
+            self.compose.run(*rabbitmqctl, "await_startup", timeout=120)
+            self.compose.run(*rabbitmqctl, *command)
 
     def _container(self, name: str) -> str:
         return BROKER_CONTAINER if name == BROKER else name

@@ -72,6 +72,19 @@ def order_body(customer: str, sku: str) -> dict[str, object]:
     return {"customer_id": customer, "items": [line]}
 
 
+def confirmed_through(
+    saga: SagaClient, faulty: Link, marker: str, reply_lost: bool
+) -> tuple[str, str]:
+    """A saga placed with a lost COMMIT armed on a link: (its customer, its order), once the
+    fault struck and the order is CONFIRMED."""
+    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
+    fault = faulty.lose_commit(marker, reply_lost=reply_lost)
+    order_id = saga.place_order(customer, (sku, 1, 250))["order_id"]
+    saga.wait_for_status(order_id, "CONFIRMED")
+    assert fault.done.is_set()
+    return customer, order_id
+
+
 @pytest.mark.parametrize("reply_lost", [True, False], ids=["reply-lost", "commit-lost"])
 def test_a_post_whose_commit_is_lost_is_retried_with_its_key_into_one_order(
     saga: SagaClient, stack: Stack, proxy: FaultProxy, reply_lost: bool
@@ -100,13 +113,10 @@ def test_a_post_whose_commit_is_lost_is_retried_with_its_key_into_one_order(
 def test_a_relay_whose_mark_is_lost_publishes_each_event_with_one_effect(
     saga: SagaClient, stack: Stack, proxy: FaultProxy, reply_lost: bool
 ) -> None:
-    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
     relay_log, payment_log = LogCursor(stack, "order-relay"), LogCursor(stack, "payment")
-    fault = link(proxy, "order-relay→postgres").lose_commit(MARK, reply_lost=reply_lost)
-
-    order_id = saga.place_order(customer, (sku, 1, 250))["order_id"]
-    saga.wait_for_status(order_id, "CONFIRMED")
-    assert fault.done.is_set()
+    customer, order_id = confirmed_through(
+        saga, link(proxy, "order-relay→postgres"), MARK, reply_lost
+    )
     relay_log.wait_for("relay pass failed")
     if not reply_lost:
         # The mark rolled back with its claim: published again, and the second copy absorbed.
@@ -128,13 +138,8 @@ def test_a_relay_whose_mark_is_lost_publishes_each_event_with_one_effect(
 def test_a_consumer_whose_commit_is_lost_is_redelivered_with_one_effect(
     saga: SagaClient, stack: Stack, proxy: FaultProxy, reply_lost: bool
 ) -> None:
-    customer, sku = saga.funded_customer(10_000), saga.stocked_sku(10)
     payment_log = LogCursor(stack, "payment")
-    fault = link(proxy, "payment→postgres").lose_commit(APPLY, reply_lost=reply_lost)
-
-    order_id = saga.place_order(customer, (sku, 1, 250))["order_id"]
-    saga.wait_for_status(order_id, "CONFIRMED")
-    assert fault.done.is_set()
+    customer, order_id = confirmed_through(saga, link(proxy, "payment→postgres"), APPLY, reply_lost)
     # Committed and never acked: the redelivery is absorbed. Or rolled back: applied now.
     outcome = "duplicate OrderCreated" if reply_lost else "charged 250"
     said = payment_log.wait_for(f"order {order_id[:8]} | {outcome}")

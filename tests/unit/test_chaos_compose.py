@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from scripts.chaos.faults import Chaos, Fault
-from scripts.chaos.targets import BROKER, DATABASE, LINK, ComposeTarget
+from scripts.chaos.targets import ALARM, BROKER, DATABASE, LINK, ComposeTarget
 from scripts.stack.compose import (
     AMQP_PORT,
     API_PORTS,
@@ -165,6 +165,7 @@ def test_faults_become_docker_compose_kill_start_pause_unpause_and_network_cuts(
         (BROKER, BROKER, "kill"),
         (DATABASE, "postgres-inventory", "kill"),
         (LINK, "payment/payment-db", "black hole"),
+        (ALARM, BROKER, "disk"),
     ]:
         chaos.inject(Fault(0, kind, name, action, pause=0))
     target.heal()
@@ -179,6 +180,8 @@ def test_faults_become_docker_compose_kill_start_pause_unpause_and_network_cuts(
         ["start", "postgres-inventory"],
         ["network", "disconnect", "saga_payment-db", "saga-payment-1"],
         ["network", "connect", "--alias", "payment", "saga_payment-db", "saga-payment-1"],
+        ["exec", "-T", "rabbitmq", "rabbitmqctl", "set_disk_free_limit", "1000000GB"],
+        ["exec", "-T", "rabbitmq", "rabbitmqctl", "set_disk_free_limit", "50MB"],
         ["unpause"],
         ["up", "--detach", "--build", "--wait", "--wait-timeout", "300"],
     ]
@@ -193,13 +196,13 @@ def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path)
         hole_range=(0, 0), rounds=3,
     )  # fmt: skip
     chaos.run()
-    assert len(chaos.faults) == 3 * len(chaos.one_round()) == 3 * 7
+    assert len(chaos.faults) == 3 * len(chaos.one_round()) == 3 * 9
     done = Counter((fault.kind, fault.action) for fault in chaos.faults)
     assert done[(BROKER, "kill")] == done[(DATABASE, "kill")] == 3
-    assert done[(LINK, "black hole")] == 3
+    assert done[(LINK, "black hole")] == done[(ALARM, "memory")] == done[(ALARM, "disk")] == 3
     assert sum(n for (_, action), n in done.items() if action == "freeze") == 6
     containers = {*PROCESSES, BROKER_CONTAINER, *target.databases()}
-    hit = [call[-1] for call in _calls(docker) if call[0] != "network"]
+    hit = [call[-1] for call in _calls(docker) if call[0] not in ("network", "exec")]
     assert {BROKER_CONTAINER} <= set(hit) <= containers
     assert set(hit) & set(SERVICE_NAMES) and set(hit) & set(RELAYS)
     cut = [call[-1] for call in _calls(docker) if call[0] == "network"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.chaos.proxy import SSL_REQUEST, FaultProxy, Frontend, is_commit
+from scripts.chaos.proxy import SSL_REQUEST, FaultProxy, Frontend, cstring, is_commit
 
 
 @pytest.fixture
@@ -87,3 +87,16 @@ def test_the_frontend_splits_messages_across_chunks_and_follows_prepared_stateme
     assert [is_commit(kind, body) for kind, body in messages] == [False] * 5 + [True]
     assert is_commit(b"P", b"\x00COMMIT\x00\x00\x00")
     assert not is_commit(b"Q", b"COMMIT PREPARED 'x'\x00")
+
+
+def test_what_the_frontend_cannot_read_is_passed_over_not_failed() -> None:
+    frontend = Frontend()
+    started = (8).to_bytes(4) + (196608).to_bytes(4)
+    messages = list(frontend.feed(started + message(b"P", b"no nul") + message(b"B", b"")))
+    assert [kind for kind, _ in messages] == [b"", b"P", b"B"]
+    assert not frontend.runs(b"B", b"", b"x")
+    assert not is_commit(b"P", b"no nul")
+    assert cstring(b"a\x00b\x00", 1) == b"b"
+    assert cstring(b"a\x00b", 1) == b""
+    assert not frontend.asked_for_tls
+    assert list(Frontend().feed((8).to_bytes(4) + SSL_REQUEST.to_bytes(4)))
