@@ -14,6 +14,7 @@ import contextlib
 import json
 import signal
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from scripts.chaos import alarms
@@ -21,12 +22,14 @@ from scripts.chaos.proxy import FaultProxy
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import BROKER_CONTAINER, Compose, ComposeError
 from scripts.stack.instances import Broker, OwnPostgres
-from shared.system import PROCESSES
+from shared.system import COMPONENT_NAMES, PROCESSES
 
 BROKER = "broker"
 DATABASE = "database"
 LINK = "link"
 ALARM = "alarm"  # a resource alarm on the broker: `memory` or `disk`
+# The local stack's one PostgreSQL cluster, which holds every database.
+OWN_POSTGRES = "postgres"
 # The latency a slowed link adds to every chunk, both ways.
 LINK_DELAY_SECONDS = 0.1
 
@@ -74,7 +77,7 @@ class LocalTarget:
         return list(self.stack.processes)
 
     def databases(self) -> list[str]:
-        return ["postgres"]
+        return [OWN_POSTGRES]
 
     def links(self) -> list[str]:
         return list(self.proxy.links)
@@ -96,7 +99,7 @@ class LocalTarget:
     def kill(self, name: str) -> None:
         if name == BROKER:
             self.rabbit.kill(signal.SIGKILL)
-        elif name == "postgres":
+        elif name == OWN_POSTGRES:
             self.postgres.kill(signal.SIGKILL)
         else:
             self.stack.kill(name, signal.SIGKILL)
@@ -104,7 +107,7 @@ class LocalTarget:
     def start(self, name: str) -> None:
         if name == BROKER:
             self.rabbit.start()
-        elif name == "postgres":
+        elif name == OWN_POSTGRES:
             self.postgres.start()
         else:
             self.stack.start(name)
@@ -139,26 +142,27 @@ class ComposeTarget:
     config: StackConfig
     link_actions: tuple[str, ...] = ("black hole",)
     _cut: set[str] = field(default_factory=set)
-    _links: list[str] = field(default_factory=list)
 
     def processes(self) -> list[str]:
         return list(PROCESSES)
 
     def databases(self) -> list[str]:
-        return [f"postgres-{name}" for name in ("order", "payment", "inventory", "dashboard")]
+        return [f"postgres-{name}" for name in COMPONENT_NAMES]
 
     def links(self) -> list[str]:
+        return self._networks
+
+    @cached_property
+    def _networks(self) -> list[str]:
         """Each process's networks to its database and to the broker (not `public`, where the
-        load comes in)."""
-        if not self._links:
-            services = json.loads(self.compose.run("config", "--format", "json"))["services"]
-            self._links = [
-                f"{process}/{network}"
-                for process in PROCESSES
-                for network in services[process].get("networks", {})
-                if network != "public"
-            ]
-        return self._links
+        load comes in), as compose reads its files."""
+        services = json.loads(self.compose.run("config", "--format", "json"))["services"]
+        return [
+            f"{process}/{network}"
+            for process in PROCESSES
+            for network in services[process].get("networks", {})
+            if network != "public"
+        ]
 
     def disturb(self, link: str, action: str) -> None:
         process, network = link.split("/")

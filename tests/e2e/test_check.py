@@ -13,6 +13,7 @@ from scripts.ops.check import check, snapshot
 from scripts.stack import Stack, StackConfig
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
+from tests.clients.invariants import wait_consistent
 from tests.conftest import TEST_ENV
 from tests.polling import wait_until
 
@@ -47,10 +48,7 @@ def test_a_clean_system_passes_and_every_corruption_is_named(quiet_stack: Stack)
         saga.wait_for_status(short, "REJECTED")
         wait_until(lambda: saga.payments(short)["refunds"], what="the refund")
 
-    def clean() -> bool:
-        return not any(i.violations for i in check(snapshot(stack.config)))
-
-    wait_until(clean, 30, "the system to go quiet")
+    wait_consistent(stack.config, 30, "the system to go quiet")
     passing = run_check(stack)
     assert passing.returncode == 0, passing.stdout
     assert "no violations" in passing.stdout

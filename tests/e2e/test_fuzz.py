@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.ops.check import check, snapshot
 from scripts.stack import Stack, StackConfig
+from tests.clients.invariants import wait_consistent
 from tests.conftest import TEST_ENV
-from tests.polling import wait_until
 
 CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
 APIS = ["order", "payment", "inventory", "dashboard"]
@@ -55,10 +54,9 @@ def test_every_answer_is_declared_and_no_input_makes_a_server_error(
 
 
 def test_after_the_fuzzing_nothing_was_lost_and_nothing_failed(fuzzed: Stack) -> None:
-    def quiet() -> bool:
-        return not any(invariant.violations for invariant in check(snapshot(fuzzed.config)))
-
-    wait_until(quiet, 60, "every order the fuzzer placed to finish, with the invariants held")
+    wait_consistent(
+        fuzzed.config, 60, "every order the fuzzer placed to finish, with the invariants held"
+    )
     for log in sorted(fuzzed.config.log_dir.glob("*.log")):
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, f"{log.name}:\n{text[text.index('Traceback') - 300 :]}"

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from scripts.chaos.proxy import FaultProxy, Link, route_through
-from scripts.ops.check import check, snapshot
 from scripts.stack import Stack, StackConfig
 from shared.system import PROCESSES
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
+from tests.clients.invariants import wait_consistent
 from tests.clients.processes import LogCursor
 from tests.conftest import TEST_ENV
 from tests.polling import wait_until
@@ -57,14 +57,6 @@ def saga(stack: Stack, proxy: FaultProxy) -> Iterator[SagaClient[Stack]]:
 
 def link(proxy: FaultProxy, name: str) -> Link:
     return proxy.links[name]
-
-
-def assert_consistent(stack: Stack) -> None:
-    def quiet() -> list[str]:
-        violations = [v for i in check(snapshot(stack.config)) for v in i.violations]
-        return [] if violations else ["ok"]
-
-    wait_until(quiet, 30, "every invariant to hold")
 
 
 def order_body(customer: str, sku: str) -> dict[str, object]:
@@ -168,7 +160,7 @@ def test_a_black_holed_database_gets_a_503_in_bounded_time_and_work_resumes(
     proxy.heal()
     order_id = saga.place_order(customer, (sku, 1, 250))["order_id"]
     saga.wait_for_status(order_id, "CONFIRMED", timeout=30)
-    assert_consistent(stack)
+    wait_consistent(stack.config)
 
 
 def test_a_black_holed_broker_link_is_given_up_by_its_heartbeat_and_the_saga_goes_on(
@@ -192,7 +184,7 @@ def test_a_black_holed_broker_link_is_given_up_by_its_heartbeat_and_the_saga_goe
     proxy.heal()
     saga.wait_for_status(order_id, "CONFIRMED", timeout=30)
     assert len(saga.payments(order_id)["charges"]) == 1
-    assert_consistent(stack)
+    wait_consistent(stack.config)
 
 
 def test_resets_and_latency_on_every_link_under_load_lose_nothing(
@@ -227,4 +219,4 @@ def test_resets_and_latency_on_every_link_under_load_lose_nothing(
         saga.wait_for_status(order_id, "CONFIRMED", timeout=60)
     assert saga.balance(customer) == 1_000_000 - 250 * len(orders)
     assert saga.product(sku)["available"] == 1_000 - len(orders)
-    assert_consistent(stack)
+    wait_consistent(stack.config)

@@ -99,4 +99,6 @@ def test_what_the_frontend_cannot_read_is_passed_over_not_failed() -> None:
     assert cstring(b"a\x00b\x00", 1) == b"b"
     assert cstring(b"a\x00b", 1) == b""
     assert not frontend.asked_for_tls
-    assert list(Frontend().feed((8).to_bytes(4) + SSL_REQUEST.to_bytes(4)))
+    asking = Frontend()
+    assert [kind for kind, _ in asking.feed((8).to_bytes(4) + SSL_REQUEST.to_bytes(4))] == [b""]
+    assert asking.asked_for_tls  # a server's "S" then means TLS: the proxy stops reading
