@@ -68,9 +68,9 @@ class Relay:
         channel = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
         delays = self._settings.retry_delays_ms
         self._exchange = (
-            await topology.declare(channel, delays)
+            await topology.declare(connection, channel, delays)
             if self._settings.declare_topology == "all"
-            else await topology.declare_own(channel, delays, service=None)
+            else await topology.declare_own(connection, channel, delays, service=None)
         )
         await topology.wait_for_audit_stream(connection)
         if self._settings.metrics_port and not self._serving_metrics:

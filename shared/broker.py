@@ -7,13 +7,20 @@ let its owner set up (declare the topology, start consuming), then wait until th
 or any of its channels closes, drop everything and start over. While it is down, `connected`
 is clear: /readyz says so, the relay leaves its rows pending, and unacked deliveries go back
 to the queue, where the inbox catches whatever was applied but not acked.
+
+AMQP_URL may name the nodes of a cluster, as libpq names several hosts
+(`amqp://user:password@rabbit-1:5672,rabbit-2:5672,rabbit-3:5672/vhost`): the link then starts
+at one of them, drawn at random so that a system's connections spread over the cluster, and on
+every loss or refusal goes on to the next.
 """
 
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -36,7 +43,8 @@ SetUp = Callable[["BrokerLink", AbstractConnection], Awaitable[None]]
 class BrokerLink:
     def __init__(self, url: str, name: str, set_up: SetUp) -> None:
         # An AMQP_URL that asks for its own heartbeat keeps it.
-        self._url = str(with_heartbeat(URL(url)))
+        self._nodes = [str(with_heartbeat(URL(node))) for node in node_urls(url)]
+        self._next = random.randrange(len(self._nodes))
         self._name = name
         self._set_up = set_up
         self._lost = asyncio.Event()
@@ -58,14 +66,21 @@ class BrokerLink:
             self._lost.set()
 
     async def run(self) -> None:
-        """Connect, set up, wait for a loss, repeat; until cancelled."""
-        delay = FIRST_DELAY
+        """Connect, set up, wait for a loss, repeat; until cancelled. Each attempt goes to the
+        next node; the delay grows once every node has refused."""
+        delay, refused, ever_connected = FIRST_DELAY, 0, False
         while True:
+            node = self._nodes[self._next % len(self._nodes)]
+            self._next += 1
             try:
                 connection = await aio_pika.connect(
-                    self._url, client_properties={"connection_name": self._name}, timeout=10
+                    node, client_properties={"connection_name": self._name}, timeout=10
                 )
             except Exception as exc:  # a supervisor never dies: refused, unknown vhost, anything
+                refused += 1
+                if refused % len(self._nodes):
+                    logger.warning("%s; trying the next node", problem(exc))
+                    continue
                 logger.warning("%s; retrying in %.1f s", problem(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
@@ -75,19 +90,49 @@ class BrokerLink:
             try:
                 await self._set_up(self, connection)
                 self.connected.set()
-                if delay > FIRST_DELAY:
-                    logger.info("connected to the broker again")
-                delay = FIRST_DELAY
+                if ever_connected:
+                    logger.info("connected to the broker again, at %s", address(node))
+                delay, refused, ever_connected = FIRST_DELAY, 0, True
                 await self._lost.wait()
-                logger.warning("lost the broker; reconnecting")
-            except Exception as exc:  # e.g. PRECONDITION_FAILED: a queue declared differently
-                logger.warning("broker set-up failed (%s); retrying in %.1f s", problem(exc), delay)
+                logger.warning("lost the broker at %s; reconnecting", address(node))
+            except Exception as exc:  # PRECONDITION_FAILED (a queue declared differently), a
+                # stream not running on this node (shared/topology.py): the next node may serve
+                why = str(exc) or type(exc).__name__
+                logger.warning("broker set-up at %s failed (%s); retrying in %.1f s",
+                               address(node), why, delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
             finally:
                 self.connected.clear()
                 with contextlib.suppress(Exception):
                     await connection.close()
+
+
+def node_urls(url: str) -> list[str]:
+    """One URL per node that AMQP_URL names (one, or a cluster's several, comma-separated
+    between the `@` and the path)."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    nodes = [host.strip() for host in hosts.split(",") if host.strip()]
+    return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in nodes] or [url]
+
+
+def address(url: str) -> str:
+    """`host:port` of a node's URL, for log lines (never its credentials)."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+async def connect(url: str, **options: Any) -> AbstractConnection:
+    """A plain connection to the first node of `url` that takes one (the tools' short-lived
+    connections; a process's own is a BrokerLink)."""
+    failure: Exception | None = None
+    for node in node_urls(url):
+        try:
+            return await aio_pika.connect(node, **options)
+        except Exception as exc:  # refused, timed out: the next node may answer
+            failure = exc
+    assert failure is not None  # node_urls names at least one node
+    raise failure
 
 
 def with_heartbeat(url: URL) -> URL:

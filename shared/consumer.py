@@ -60,9 +60,9 @@ class Consumer:
         """Declare the topology and start consuming on a fresh connection (shared/broker.py)."""
         publisher = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
         if self._declare_all:
-            await topology.declare(publisher, self._retry_delays_ms)
+            await topology.declare(connection, publisher, self._retry_delays_ms)
         else:
-            await topology.declare_own(publisher, self._retry_delays_ms, self._service)
+            await topology.declare_own(connection, publisher, self._retry_delays_ms, self._service)
         self._redelivery.channel = publisher
         channel = await link.channel(connection)
         await channel.set_qos(prefetch_count=self._prefetch)

@@ -27,6 +27,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
+from shared import broker
 from shared.observations import OBSERVATIONS_EXCHANGE
 from shared.system import DASHBOARD, SERVICE_NAMES, SERVICES, service_of
 
@@ -35,6 +36,9 @@ logger = logging.getLogger("topology")
 EVENTS_EXCHANGE = "saga.events"
 DEAD_LETTER_EXCHANGE = "saga.dlx"
 AUDIT_STREAM = "saga.audit"
+
+# How long a process waits on one connection for the audit stream to run (wait_for_audit_stream).
+STREAM_WAIT_SECONDS = 15
 
 AUDIT_ARGUMENTS: dict[str, Any] = {
     "x-queue-type": "stream",
@@ -119,10 +123,13 @@ def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str
     }
 
 
-async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> AbstractExchange:
-    """Declare the whole topology (an administrator's job); return the events exchange."""
+async def declare(
+    connection: AbstractConnection, channel: AbstractChannel, retry_delays_ms: list[int]
+) -> AbstractExchange:
+    """Declare the whole topology (an administrator's job) on `channel`; return the events
+    exchange."""
     events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
-    dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
     observations = await channel.declare_exchange(
         OBSERVATIONS_EXCHANGE, ExchangeType.TOPIC, durable=True
     )
@@ -131,33 +138,34 @@ async def declare(channel: AbstractChannel, retry_delays_ms: list[int]) -> Abstr
     # What consumers saw happen to messages (shared/observations.py) joins the same history.
     await audit.bind(observations, routing_key="#")
     for service in SERVICES:
-        await _declare_queues_of(channel, service.name, events, dlx, retry_delays_ms)
+        await _declare_queues_of(connection, channel, service.name, events, retry_delays_ms)
     return events
 
 
 async def declare_own(
-    channel: AbstractChannel, retry_delays_ms: list[int], service: str | None
+    connection: AbstractConnection,
+    channel: AbstractChannel,
+    retry_delays_ms: list[int],
+    service: str | None,
 ) -> AbstractExchange:
     """What a least-privileged process may declare: its own queues and bindings (a relay:
     none), with the exchanges only checked. The administrator's `declare` ran before it
     (`python -m shared.topology`), so every route exists whatever starts first."""
     events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)  # passive
     if service is not None:
-        dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=True)
-        await _declare_queues_of(channel, service, events, dlx, retry_delays_ms)
+        await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=True)
+        await _declare_queues_of(connection, channel, service, events, retry_delays_ms)
     return events
 
 
 async def _declare_queues_of(
+    connection: AbstractConnection,
     channel: AbstractChannel,
     service: str,
     events: AbstractExchange,
-    dlx: AbstractExchange,
     retry_delays_ms: list[int],
 ) -> None:
-    dlq_name = dead_letter_queue(service)
-    dlq = await channel.declare_queue(dlq_name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
-    await dlq.bind(dlx, routing_key=dlq_name)
+    await _declare_dead_letter_queue(connection, service)
     queue = await channel.declare_queue(
         work_queue(service), durable=True, arguments=work_queue_arguments(service)
     )
@@ -173,6 +181,24 @@ async def _declare_queues_of(
         )
 
 
+async def _declare_dead_letter_queue(connection: AbstractConnection, service: str) -> None:
+    """On a channel of its own: a classic queue lives on one node of a cluster, and while that
+    node is down its declaration fails (NOT_FOUND, "home node ... is down"), closing the
+    channel. That is said, and the set-up goes on: the queue and its binding exist (they were
+    declared when the node was up), and at-least-once dead-lettering keeps a dead letter in its
+    quorum queue until the DLQ has confirmed it."""
+    name = dead_letter_queue(service)
+    channel = await connection.channel()
+    try:
+        dlq = await channel.declare_queue(name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+        await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=name)
+    except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+        logger.warning("%s is out of reach (%s); going on without it", name, exc)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
 async def wait_for_audit_stream(connection: AbstractConnection) -> None:
     """Return once the audit stream takes a consumer; a relay publishes only after that.
 
@@ -182,7 +208,13 @@ async def wait_for_audit_stream(connection: AbstractConnection) -> None:
     from the stream, all published just after a reconnect; waiting for the stream first, none
     of 16,380. Until the stream runs, a passive declaration answers NOT_FOUND or a consumer
     PRECONDITION_FAILED, each closing the channel.
+
+    In a cluster, the node a process reached may be the one whose replica is not running
+    (RabbitMQ 4 once left one so for two minutes after a partition, while the other two
+    served): after STREAM_WAIT_SECONDS this raises StreamNotRunning, and the broker link goes
+    on to the next node (shared/broker.py); with one node, it connects to it again.
     """
+    deadline = time.monotonic() + STREAM_WAIT_SECONDS
     next_note = time.monotonic()
     while True:
         channel = await connection.channel()
@@ -193,6 +225,10 @@ async def wait_for_audit_stream(connection: AbstractConnection) -> None:
             await stream.cancel(tag)
             return
         except aio_pika.exceptions.ChannelClosed as exc:
+            if time.monotonic() >= deadline:
+                raise StreamNotRunning(
+                    f"{AUDIT_STREAM} not running here after {STREAM_WAIT_SECONDS} s: {exc}"
+                ) from exc
             if time.monotonic() >= next_note:  # a line every five seconds, not every try
                 logger.info("waiting for %s to run: %s", AUDIT_STREAM, exc)
                 next_note = time.monotonic() + 5
@@ -202,14 +238,18 @@ async def wait_for_audit_stream(connection: AbstractConnection) -> None:
         await asyncio.sleep(0.1)
 
 
+class StreamNotRunning(Exception):
+    """The audit stream has no running replica on the node of this connection."""
+
+
 async def _ignore(message: AbstractIncomingMessage) -> None:
     """Nothing is read: with offset `next`, and cancelled at once, nothing is delivered."""
 
 
 async def _declare_all(url: str, retry_delays_ms: list[int]) -> None:
-    connection = await aio_pika.connect(url)
+    connection = await broker.connect(url)
     async with connection:
-        await declare(await connection.channel(), retry_delays_ms)
+        await declare(connection, await connection.channel(), retry_delays_ms)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from scripts.stack import StackConfig
+from shared import broker
 from shared.audit import read_audit
 from shared.system import SERVICE_NAMES
 from shared.topology import dead_letter_queue, work_queue
@@ -126,7 +127,7 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
 async def read_broker(amqp_url: str) -> tuple[dict[str, int], set[str]]:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     depths: dict[str, int] = {}
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await broker.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         for service in SERVICE_NAMES:

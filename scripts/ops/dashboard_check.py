@@ -9,12 +9,12 @@ import sys
 import time
 from typing import Any
 
-import aio_pika
 import psycopg
 
 from scripts.ops.check import Invariant
 from scripts.stack import StackConfig
 from scripts.stack.config import ROOT
+from shared import broker
 from shared.audit import read_audit
 
 # The projection without what a replay cannot reproduce: the time of projecting.
@@ -77,6 +77,6 @@ def _projected(
 
 
 async def _stream_size(amqp_url: str) -> int:
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await broker.connect(amqp_url, timeout=10)
     async with connection:
         return len(await read_audit(connection))

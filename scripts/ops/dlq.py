@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 import aio_pika
 
 from scripts.stack import StackConfig
+from shared import broker
 from shared.dead_letters import Letter, read_letters, replay
 from shared.system import SERVICE_NAMES
 from shared.topology import dead_letter_queue, work_queue
 
 
 async def run(args: argparse.Namespace) -> int:
-    connection = await aio_pika.connect(args.amqp_url, timeout=10)
+    connection = await broker.connect(args.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         letters = await read_letters(channel, args.service)

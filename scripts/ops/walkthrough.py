@@ -18,11 +18,11 @@ import sys
 import time
 from typing import Any
 
-import aio_pika
 import httpx
 
 from scripts.stack import StackConfig
 from services.order.state import TERMINAL
+from shared import broker
 from shared.audit import STREAM_OFFSET_HEADER, read_audit
 from shared.redelivery import copy_of
 from shared.topology import AUDIT_STREAM, EVENTS_EXCHANGE
@@ -120,7 +120,7 @@ class Walkthrough:
         """Find the order's OrderCreated in the audit stream and publish it again, as is."""
         order_id = self.resolve(order_id)
         logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-        connection = await aio_pika.connect(self.config.amqp_url)
+        connection = await broker.connect(self.config.amqp_url)
         async with connection:
             found = next(
                 (

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from scripts.stack.instances import free_port
+from shared.broker import node_urls
 from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, RELAYS, SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,9 @@ class StackConfig:
     pg_user: str = "postgres"  # the administrator: creates the roles and databases
     amqp_host: str = "127.0.0.1"
     amqp_port: int = 5672
+    # A cluster's nodes on amqp_host, the first amqp_port; empty: one node, amqp_port. Every
+    # broker URL then names them all (shared/broker.py), and each process fails over.
+    amqp_ports: list[int] = field(default_factory=list)
     amqp_user: str = "guest"
     amqp_password: str = "guest"
     vhost: str = "/"
@@ -85,10 +89,13 @@ class StackConfig:
         }
 
     def with_amqp_url(self, url: str) -> "StackConfig":
-        """The same stack reached through another broker address (the tools' --amqp-url)."""
-        parts = urlsplit(url)
+        """The same stack reached through another broker address (the tools' --amqp-url, which
+        may name a cluster's nodes)."""
+        nodes = [urlsplit(node) for node in node_urls(url)]
+        parts = nodes[0]
         self.amqp_host = parts.hostname or self.amqp_host
         self.amqp_port = parts.port or self.amqp_port
+        self.amqp_ports = [node.port or 5672 for node in nodes] if len(nodes) > 1 else []
         self.amqp_user = unquote(parts.username or self.amqp_user)
         self.amqp_password = unquote(parts.password or self.amqp_password)
         self.vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
@@ -130,14 +137,21 @@ class StackConfig:
         # A local development stack: a fixed password, like docker-compose.yml's defaults.
         return f"{self.amqp_user_of(service)}-dev-password"
 
-    def amqp_url_of(self, service: str) -> str:
-        """What a service and its relay use: their own broker user."""
-        return self._amqp_url(self.amqp_user_of(service), self.amqp_password_of(service))
+    def amqp_url_of(self, service: str, ports: list[int] | None = None) -> str:
+        """What a service and its relay use: their own broker user; on `ports` in place of the
+        nodes' own (the fault proxy's links to them)."""
+        user, password = self.amqp_user_of(service), self.amqp_password_of(service)
+        return self._amqp_url(user, password, ports)
 
-    def _amqp_url(self, user: str, password: str) -> str:
+    @property
+    def amqp_node_ports(self) -> list[int]:
+        return self.amqp_ports or [self.amqp_port]
+
+    def _amqp_url(self, user: str, password: str, ports: list[int] | None = None) -> str:
+        nodes = ",".join(f"{self.amqp_host}:{port}" for port in ports or self.amqp_node_ports)
         return (
-            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.amqp_host}:"
-            f"{self.amqp_port}/{quote(self.vhost, safe='')}"
+            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{nodes}/"
+            f"{quote(self.vhost, safe='')}"
         )
 
     def base_url(self, service: str) -> str:

@@ -23,10 +23,11 @@ import psycopg
 
 class Broker(Protocol):
     """A RabbitMQ node of a test's or a tool's own, to kill and start at will: OwnRabbitMQ
-    (this machine's RabbitMQ, as a node of its own) or ContainerRabbitMQ (RabbitMQ 4)."""
+    (this machine's RabbitMQ, as a node of its own), ContainerRabbitMQ (RabbitMQ 4) or
+    OwnRabbitMQCluster (three nodes of the first)."""
 
-    port: int
-
+    @property
+    def port(self) -> int: ...
     @property
     def rabbitmqctl(self) -> list[str]: ...
     @property
@@ -202,14 +203,131 @@ class OwnRabbitMQ(_Instance):
         }
 
     def start(self, timeout: float = 90.0) -> None:
+        self.spawn()
+        wait_for_port(self.port, timeout, f"RabbitMQ {self.node}")
+
+    def spawn(self) -> None:
+        """Start the node, without waiting for it (a cluster starts its nodes together)."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            # A node that loses sight of most of its cluster stops serving (closing its clients'
+            # connections, which then go to another node) until it sees them again: RabbitMQ's
+            # advice for a cluster of three or more. Nothing to a node alone.
+            "cluster_partition_handling = pause_minority\n"
         )
         (self.base_dir / "rabbitmq-env.conf").write_text("")
         (self.base_dir / "enabled_plugins").write_text("[].\n")
         self._spawn([_rabbitmq_script("rabbitmq-server")], env=self._env())
-        wait_for_port(self.port, timeout, "RabbitMQ")
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """Run rabbitmqctl on this node; its output, or an error saying what failed."""
+        done = subprocess.run(
+            [*self.rabbitmqctl, *args], capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)[:80]}: {done.stderr.strip()}")
+        return done.stdout
+
+
+class OwnRabbitMQCluster:
+    """Three nodes of this machine's RabbitMQ clustered together (RabbitMQ's own clustering:
+    the second and third join the first), each with its own name, ports and data, sharing the
+    Erlang cookie in $HOME. Every quorum queue and the audit stream declared once the cluster
+    formed has a member on every node. One node at a time is killed, frozen or partitioned
+    away (`partition`, `reconnect`); the cluster as a whole starts, stops and is killed like
+    one OwnRabbitMQ. `port` is the first node's, `ports` every node's."""
+
+    def __init__(self, base_dir: Path, size: int = 3) -> None:
+        self.nodes = [OwnRabbitMQ(base_dir / f"node-{i}") for i in range(1, size + 1)]
+        self._formed = False
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def rabbitmqctl(self) -> list[str]:
+        """rabbitmqctl on the first node that runs: users, vhosts and policies are the
+        cluster's, whichever node is asked."""
+        running = [node for node in self.nodes if node.pid is not None] or self.nodes
+        return running[0].rabbitmqctl
+
+    @property
+    def pid(self) -> int | None:
+        return self.nodes[0].pid
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every node that is down; the first time, form the cluster."""
+        down = [node for node in self.nodes if node.pid is None]
+        for node in down:
+            node.spawn()
+        for node in down:
+            wait_for_port(node.port, timeout, f"RabbitMQ {node.node}")
+        if not self._formed:
+            first = self.nodes[0]
+            for node in self.nodes[1:]:
+                node.ctl("stop_app")
+                node.ctl("join_cluster", first.node)
+                node.ctl("start_app")
+            first.ctl("await_online_nodes", str(len(self.nodes)), timeout=timeout)
+            self._formed = True
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.kill(sig, timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def partition(self, node: OwnRabbitMQ) -> None:
+        """Cut `node` off from the rest of the cluster (`cut_off`)."""
+        node.ctl("eval", cut_off(self._peers_of(node)))
+
+    def reconnect(self, node: OwnRabbitMQ) -> None:
+        """Heal the partition (`rejoin`)."""
+        node.ctl("eval", rejoin(self._peers_of(node)))
+
+    def _peers_of(self, node: OwnRabbitMQ) -> list[str]:
+        return [peer.node for peer in self.nodes if peer is not node]
+
+    def queue_leaders(self, vhost: str) -> list[str]:
+        """The node leading each queue of `vhost`, asked of each node in turn until one serves
+        (a partitioned node's VM runs but answers nothing)."""
+        failure: Exception | None = None
+        for node in self.nodes:
+            try:
+                return node.ctl("-q", "list_queues", "-p", vhost, "leader", "--no-table-headers",
+                                timeout=30).split()  # fmt: skip
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                failure = exc
+        raise RuntimeError(f"no node of the cluster lists its queues: {failure}")
+
+
+def cut_off(peers: list[str]) -> str:
+    """An Erlang expression for `rabbitmqctl eval` on a node that partitions it from its peers,
+    both ways: it takes a cookie of its own for each and drops their connections, so neither
+    side's Erlang distribution can reach the other. Its client port stays open; with
+    pause_minority the node then stops serving, and its clients move on. Only the peers: the
+    CLI's own connection must survive the call."""
+    return (f"[begin erlang:set_cookie(N, saga_partitioned), erlang:disconnect_node(N) end "
+            f"|| N <- [{_atoms(peers)}]], ok.")  # fmt: skip
+
+
+def rejoin(peers: list[str]) -> str:
+    """The expression that heals `cut_off`: the node takes the cluster's cookie for its peers
+    again and calls on them."""
+    return (f"[erlang:set_cookie(N, erlang:get_cookie()) || N <- [{_atoms(peers)}]], "
+            f"[net_adm:ping(N) || N <- [{_atoms(peers)}]], ok.")  # fmt: skip
+
+
+def _atoms(nodes: list[str]) -> str:
+    return ", ".join(f"'{node}'" for node in nodes)
 
 
 def _postgres_bin_dir() -> str:
