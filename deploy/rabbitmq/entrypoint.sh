@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The RabbitMQ container's entry point: writes the administrator (RABBITMQ_DEFAULT_USER,
-# RABBITMQ_DEFAULT_PASS) as a definitions file, then hands over to the image's own entry point.
+# RABBITMQ_DEFAULT_PASS) as a definitions file and, for a cluster's node, the cluster's Erlang
+# cookie (SAGA_RABBITMQ_COOKIE), then hands over to the image's own entry point.
 #
 # Why: a node that imports definitions at boot (load_definitions, deploy/rabbitmq/rabbitmq.conf)
 # never seeds the default user ("Will not seed default virtual host and user: have definitions to
@@ -54,6 +55,18 @@ JSON
 # The image's entry point drops to the rabbitmq user, which must be able to read the file.
 if [ "$(id -u)" = 0 ]; then
     chown rabbitmq:rabbitmq "$admin_file"
+fi
+
+# A cluster's nodes share one Erlang cookie (docker-compose.cluster.yml sets it); a node alone
+# makes its own.
+if [ -n "${SAGA_RABBITMQ_COOKIE:-}" ]; then
+    cookie=/var/lib/rabbitmq/.erlang.cookie
+    rm -f "$cookie"
+    (umask 077 && printf '%s' "$SAGA_RABBITMQ_COOKIE" > "$cookie")
+    chmod 0400 "$cookie"
+    if [ "$(id -u)" = 0 ]; then
+        chown rabbitmq:rabbitmq "$cookie"
+    fi
 fi
 
 exec docker-entrypoint.sh "$@"

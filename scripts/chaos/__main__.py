@@ -1,6 +1,7 @@
 """Chaos: kill and freeze components at random while load runs, then check every invariant.
 
     python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
+    python -m scripts.chaos --cluster [--kinds node,link] [--seconds 60] [--orders 600]
     python -m scripts.chaos --target compose [--seconds 60] [--orders 600] [--seed 1]
 
 While scripts/perf/load.py places orders, it repeatedly picks a component (a service, a relay, the
@@ -19,11 +20,15 @@ Two targets:
   its own databases and ports, every process reaching them through the fault proxy
   (scripts/chaos/proxy.py). With --broker container that node is RabbitMQ 4 in a container,
   the broker docker-compose.yml runs. With --replicas 2 every service and relay runs twice
-  (competing consumers, two relays per database), and faults hit either copy.
+  (competing consumers, two relays per database), and faults hit either copy. With --cluster
+  the broker is a cluster of three nodes of this machine's RabbitMQ (quorum queues and the
+  audit stream on all three), every process given all three: instead of the broker, one
+  node at a time is killed, frozen or partitioned away (kind `node`).
 - `compose`: the docker compose stack, brought up with docker-compose.chaos.yml laid over
   docker-compose.yml (scripts/stack/compose.py); `docker compose kill --signal SIGKILL` and
   `start`, `pause` and `unpause`, `docker network disconnect` and `connect`. It is left
-  running at the end, for a look at its logs.
+  running at the end, for a look at its logs. With --cluster, docker-compose.cluster.yml too:
+  three RabbitMQ nodes, one partitioned by taking it off the broker network.
 """
 
 import argparse
@@ -41,15 +46,21 @@ import aio_pika
 import psycopg
 from rich.console import Console
 
-from scripts.chaos.faults import KINDS, Chaos
+from scripts.chaos.faults import BROKER, CLUSTER_KINDS, KINDS, NODE, ONE_BROKER_KINDS, Chaos
 from scripts.chaos.proxy import FaultProxy, route_through
 from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
 from scripts.ops.check import Invariant, check, report, snapshot
 from scripts.ops.dashboard_check import check_dashboard
 from scripts.perf.load import Load, Mix, Result, print_summary
 from scripts.stack import Stack, StackConfig
-from scripts.stack.compose import Compose, ComposeError
-from scripts.stack.instances import Broker, OwnPostgres, free_port, own_broker
+from scripts.stack.compose import CLUSTER_FILE, COMPOSE_FILES, Compose, ComposeError
+from scripts.stack.instances import (
+    Broker,
+    OwnPostgres,
+    OwnRabbitMQCluster,
+    free_port,
+    own_broker,
+)
 from shared.system import PROCESSES, RELAYS, SERVICE_NAMES
 
 
@@ -60,6 +71,7 @@ def build_stack(
     config = StackConfig.isolated(
         "sagachaos", var_dir, amqp_port=rabbit.port, vhost="/", pg_port=postgres.port,
         rabbitmqctl=rabbit.rabbitmqctl,
+        amqp_ports=rabbit.ports if isinstance(rabbit, OwnRabbitMQCluster) else [],
     )  # fmt: skip
     for copy in range(2, replicas + 1):
         config.ports |= {f"{service}.{copy}": free_port() for service in SERVICE_NAMES}
@@ -106,16 +118,31 @@ def main() -> int:
         "container (the image compose runs)",
     )  # fmt: skip
     parser.add_argument(
+        "--cluster", action="store_true",
+        help="a RabbitMQ cluster of three nodes for the broker: of this machine's RabbitMQ "
+        "(local), or docker-compose.cluster.yml's (compose)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="how many rounds of every kind of fault come first, whatever --seconds says",
     )  # fmt: skip
     parser.add_argument(
-        "--kinds", type=kinds, default=KINDS,
-        help=f"the kinds of component hit, comma-separated (default: all of {','.join(KINDS)})",
+        "--kinds", type=kinds, default=None,
+        help=f"the kinds of component hit, comma-separated, of {','.join(KINDS)} (default: "
+        f"all but {NODE}; with --cluster, all but {BROKER})",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.cluster and args.broker != "local":
+        parser.error("--cluster: the local target's cluster is of this machine's RabbitMQ")
+    if args.kinds is None:
+        args.kinds = CLUSTER_KINDS if args.cluster else ONE_BROKER_KINDS
+    if (BROKER if args.cluster else NODE) in args.kinds:
+        parser.error(
+            f"--cluster: its nodes are hit one at a time (kind {NODE}), never the broker whole"
+            if args.cluster else f"kind {NODE} needs a cluster (--cluster)"
+        )  # fmt: skip
     console = Console(stderr=args.json)
     return run(args, console)
 
@@ -135,7 +162,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def run_locally(args: argparse.Namespace, console: Console) -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="saga-chaos-"))
-    rabbit, postgres = own_broker(args.broker, var_dir / "rabbitmq"), OwnPostgres()
+    rabbit: Broker = (
+        OwnRabbitMQCluster(var_dir / "rabbitmq")
+        if args.cluster
+        else own_broker(args.broker, var_dir / "rabbitmq")
+    )
+    postgres = OwnPostgres()
     console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
     rabbit.start()
     postgres.start()
@@ -166,7 +198,7 @@ def run_on_compose(args: argparse.Namespace, console: Console) -> int:
     if args.replicas != 1:
         console.print("--replicas 2 is for the local target: compose publishes one port each")
         return 2
-    compose = Compose()
+    compose = Compose(files=(*COMPOSE_FILES, CLUSTER_FILE) if args.cluster else COMPOSE_FILES)
     console.print(f"chaos on docker compose: seed {args.seed}, {args.seconds:.0f} s of faults")
     try:
         compose.up()

@@ -333,13 +333,23 @@ def is_commit(kind: bytes, body: bytes) -> bool:
 
 
 def route_through(proxy: FaultProxy, config: "StackConfig", names: list[str]) -> None:
-    """Give each named process links of its own to its database and to the broker, in the
-    stack's settings (`process_env`): `order→postgres`, `order-relay.2→rabbitmq`."""
+    """Give each named process links of its own to its database and to the broker (to each
+    node of a cluster), in the stack's settings (`process_env`): `order→postgres`,
+    `order-relay.2→rabbitmq`, `payment→rabbitmq-3`."""
     for name in names:
         service = component_of(name).name
         database = proxy.add(f"{name}→postgres", config.pg_port_of(service), postgres=True)
-        broker = proxy.add(f"{name}→rabbitmq", config.amqp_port)
+        nodes = config.amqp_node_ports
+        brokers = [
+            proxy.add(f"{name}→{broker_name(i, len(nodes))}", port)
+            for i, port in enumerate(nodes, 1)
+        ]
         config.process_env[name] = {
             "DATABASE_URL": database.via(config.database_url(service)),
-            "AMQP_URL": broker.via(config.amqp_url_of(service)),
+            "AMQP_URL": config.amqp_url_of(service, [broker.port for broker in brokers]),
         }
+
+
+def broker_name(index: int, nodes: int) -> str:
+    """`rabbitmq`, or a cluster's `rabbitmq-1` to `rabbitmq-3`."""
+    return "rabbitmq" if nodes == 1 else f"rabbitmq-{index}"

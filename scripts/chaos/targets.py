@@ -7,27 +7,46 @@ database or to the broker, on which each puts the faults it can (`link_actions`)
   link per process and server: reset, black hole, delay;
 - compose takes a container off one of its networks and puts it back (`docker network
   disconnect`, `connect`): a black hole, the packets dropped.
-Both raise and clear the broker's resource alarms with rabbitmqctl.
+Both raise and clear the broker's resource alarms with rabbitmqctl. On a cluster of three
+RabbitMQ nodes (the local target's --cluster), a NODE is killed, frozen or partitioned away from
+the other two, one at a time, the node leading the most queues as often as any other.
 """
 
 import contextlib
 import json
 import signal
+import subprocess
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
 from scripts.chaos import alarms
-from scripts.chaos.proxy import FaultProxy
+from scripts.chaos.proxy import FaultProxy, broker_name
 from scripts.stack import Stack, StackConfig
-from scripts.stack.compose import BROKER_CONTAINER, Compose, ComposeError
-from scripts.stack.instances import Broker, OwnPostgres
+from scripts.stack.compose import (
+    BROKER_CONTAINER,
+    CLUSTER_FILE,
+    CLUSTER_NODES,
+    Compose,
+    ComposeError,
+)
+from scripts.stack.instances import (
+    Broker,
+    OwnPostgres,
+    OwnRabbitMQ,
+    OwnRabbitMQCluster,
+    cut_off,
+    rejoin,
+)
 from shared.system import COMPONENT_NAMES, PROCESSES
 
 BROKER = "broker"
 DATABASE = "database"
 LINK = "link"
 ALARM = "alarm"  # a resource alarm on the broker: `memory` or `disk`
+NODE = "node"  # one node of a RabbitMQ cluster: `rabbitmq-1` to `rabbitmq-3`
 # The local stack's one PostgreSQL cluster, which holds every database.
 OWN_POSTGRES = "postgres"
 # The latency a slowed link adds to every chunk, both ways.
@@ -46,6 +65,10 @@ class Target(Protocol):
 
     def processes(self) -> list[str]: ...
     def databases(self) -> list[str]: ...
+    def nodes(self) -> list[str]: ...
+    def leader(self) -> str: ...
+    def partition(self, node: str) -> None: ...
+    def reconnect(self, node: str) -> None: ...
     def links(self) -> list[str]: ...
     def disturb(self, link: str, action: str) -> None: ...
     def mend(self, link: str) -> None: ...
@@ -59,8 +82,9 @@ class Target(Protocol):
 
 @dataclass
 class LocalTarget:
-    """The no-Docker stack, on a PostgreSQL cluster (its every database) and a RabbitMQ node of
-    its own, each process reaching them through links of the fault proxy."""
+    """The no-Docker stack, on a PostgreSQL cluster (its every database) and a RabbitMQ node (or
+    a cluster of three) of its own, each process reaching them through links of the fault
+    proxy."""
 
     stack: Stack
     rabbit: Broker
@@ -78,6 +102,33 @@ class LocalTarget:
 
     def databases(self) -> list[str]:
         return [OWN_POSTGRES]
+
+    def nodes(self) -> list[str]:
+        return list(self._nodes)
+
+    @property
+    def _nodes(self) -> dict[str, OwnRabbitMQ]:
+        if not isinstance(self.rabbit, OwnRabbitMQCluster):
+            return {}
+        nodes = self.rabbit.nodes
+        return {broker_name(i, len(nodes)): node for i, node in enumerate(nodes, 1)}
+
+    def leader(self) -> str:
+        """The node that leads the most queues (at first the one that declared them all)."""
+        assert isinstance(self.rabbit, OwnRabbitMQCluster)
+        listed = self.rabbit.queue_leaders(self.config.vhost)
+        by_node = {node.node: name for name, node in self._nodes.items()}
+        led = Counter(by_node[leader] for leader in listed if leader in by_node)
+        return led.most_common(1)[0][0] if led else self.nodes()[0]
+
+    def partition(self, node: str) -> None:
+        assert isinstance(self.rabbit, OwnRabbitMQCluster)
+        self.rabbit.partition(self._nodes[node])
+
+    def reconnect(self, node: str) -> None:
+        assert isinstance(self.rabbit, OwnRabbitMQCluster)
+        self.rabbit.reconnect(self._nodes[node])
+        self._nodes[node].ctl("await_startup", timeout=180)  # serving again: one at a time
 
     def links(self) -> list[str]:
         return list(self.proxy.links)
@@ -99,27 +150,42 @@ class LocalTarget:
     def kill(self, name: str) -> None:
         if name == BROKER:
             self.rabbit.kill(signal.SIGKILL)
+        elif name in self._nodes:
+            self._nodes[name].kill(signal.SIGKILL)
         elif name == OWN_POSTGRES:
             self.postgres.kill(signal.SIGKILL)
         else:
             self.stack.kill(name, signal.SIGKILL)
 
     def start(self, name: str) -> None:
-        if name == BROKER:
-            self.rabbit.start()
+        if name in (BROKER, *self._nodes):
+            self.rabbit.start()  # a cluster starts whichever of its nodes is down
         elif name == OWN_POSTGRES:
             self.postgres.start()
         else:
             self.stack.start(name)
 
     def freeze(self, name: str) -> None:
-        self.stack.kill(name, signal.SIGSTOP)
+        if name in self._nodes:
+            self._nodes[name].kill(signal.SIGSTOP)
+        else:
+            self.stack.kill(name, signal.SIGSTOP)
 
     def thaw(self, name: str) -> None:
-        self.stack.kill(name, signal.SIGCONT)
+        if name in self._nodes:
+            self._nodes[name].kill(signal.SIGCONT)
+            self._nodes[name].ctl("await_startup", timeout=180)
+        else:
+            self.stack.kill(name, signal.SIGCONT)
 
     def heal(self) -> None:
         self.proxy.heal()
+        if isinstance(self.rabbit, OwnRabbitMQCluster):
+            for node in self.rabbit.nodes:
+                node.kill(signal.SIGCONT)
+                if node.pid is not None:
+                    self.rabbit.reconnect(node)
+            self.rabbit.start()  # whichever node is down
         with contextlib.suppress(Exception):
             for name in self.stack.processes:
                 self.stack.kill(name, signal.SIGCONT)
@@ -164,6 +230,41 @@ class ComposeTarget:
             if network != "public"
         ]
 
+    def nodes(self) -> list[str]:
+        """With docker-compose.cluster.yml, its three nodes; else none: one broker."""
+        return list(CLUSTER_NODES) if CLUSTER_FILE in self.compose.files else []
+
+    def leader(self) -> str:
+        """The node that leads the most queues, asked of each node in turn until one serves."""
+        failure: Exception | None = None
+        for node in self.nodes():
+            try:
+                asked = ("exec", "-T", node, "rabbitmqctl", "-q", "list_queues", "leader")
+                listed = self.compose.run(*asked, "--no-table-headers", timeout=60).split()
+                break
+            except (ComposeError, subprocess.TimeoutExpired) as exc:
+                failure = exc
+        else:
+            raise ComposeError(f"no node of the cluster lists its queues: {failure}")
+        led = Counter(leader.removeprefix("rabbit@") for leader in listed if "@" in leader)
+        return led.most_common(1)[0][0] if led else self.nodes()[0]
+
+    def partition(self, node: str) -> None:
+        """As on the local target: by the Erlang distribution (scripts/stack/instances.py).
+        Not `docker network disconnect`: the node comes back on another address, which
+        RabbitMQ's stream replication does not follow."""
+        self._eval(node, cut_off(self._peers_of(node)))
+
+    def reconnect(self, node: str) -> None:
+        self._eval(node, rejoin(self._peers_of(node)))
+        self._await_node(node)
+
+    def _peers_of(self, node: str) -> list[str]:
+        return [f"rabbit@{peer}" for peer in self.nodes() if peer != node]
+
+    def _eval(self, node: str, expression: str) -> None:
+        self.compose.run("exec", "-T", node, "rabbitmqctl", "eval", expression, timeout=60)
+
     def disturb(self, link: str, action: str) -> None:
         process, network = link.split("/")
         self.compose.disconnect(process, network)
@@ -191,12 +292,28 @@ class ComposeTarget:
 
     def start(self, name: str) -> None:
         self.compose.start(self._container(name))
+        self._await_node(name)
 
     def freeze(self, name: str) -> None:
         self.compose.pause(self._container(name))
 
     def thaw(self, name: str) -> None:
         self.compose.unpause(self._container(name))
+        self._await_node(name)
+
+    def _await_node(self, name: str) -> None:
+        """A cluster's node back and serving before the next fault: one node at a time."""
+        if name not in self.nodes():
+            return
+        deadline = time.monotonic() + 180
+        while True:  # until its Erlang VM takes the CLI's call, await_startup fails at once
+            try:
+                self.compose.run("exec", "-T", name, "rabbitmqctl", "await_startup", timeout=180)
+                return
+            except ComposeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def heal(self) -> None:
         for link in list(self._cut):

@@ -1,8 +1,10 @@
 """The docker compose stack, run for you: images resolved, ports checked, health awaited.
 
-    ./saga compose up [--chaos] [--tracing]   build and start docker-compose.yml, wait until all
-                                    is healthy; --tracing adds the trace viewer (Phoenix)
-    ./saga compose down [--volumes] stop and remove the containers (and, with --volumes, the data)
+    ./saga compose up [--chaos] [--tracing] [--cluster]   build and start docker-compose.yml,
+                                    wait until all is healthy; --tracing adds the trace viewer
+                                    (Phoenix), --cluster three RabbitMQ nodes for one
+    ./saga compose down [--volumes] [--cluster]   stop and remove the containers (and, with
+                                    --volumes, the data)
     ./saga compose status           each container's state and health
     ./saga compose images           build the stand-in images from Debian packages
     ./saga compose check|load|walkthrough|dlq ...   the tools, against the compose stack
@@ -10,7 +12,8 @@
 On a machine where no registry answers, `up` builds stand-ins for the official images from
 Debian's packages first (deploy/images/). Every host port is a setting (SAGA_AMQP_HOST_PORT,
 SAGA_ORDER_HOST_PORT, ...: README, "Running with Docker"); a port already in use is refused with
-the setting to change. --chaos lays docker-compose.chaos.yml over it, for the checker.
+the setting to change. --chaos lays docker-compose.chaos.yml over it, for the checker;
+--cluster docker-compose.cluster.yml.
 """
 
 import argparse
@@ -19,7 +22,8 @@ import sys
 from scripts.stack import images
 from scripts.stack.compose import (
     BASE_FILE,
-    COMPOSE_FILES,
+    CHAOS_FILE,
+    CLUSTER_FILE,
     TRACE_VIEWER_PORT,
     Compose,
     ComposeError,
@@ -41,11 +45,20 @@ def main() -> int:
     )  # fmt: skip
     down = commands.add_parser("down", help="stop and remove the containers")
     down.add_argument("--volumes", action="store_true", help="and the data volumes")
+    for command in (up, down):
+        command.add_argument(
+            "--cluster", action="store_true",
+            help="a RabbitMQ cluster of three nodes for the broker (docker-compose.cluster.yml)",
+        )  # fmt: skip
     commands.add_parser("status", help="each container's state and health")
     commands.add_parser("images", help="build the stand-in images")
     args = parser.parse_args()
+    overrides = {
+        CHAOS_FILE: getattr(args, "chaos", True),
+        CLUSTER_FILE: getattr(args, "cluster", False),
+    }
     compose = Compose(
-        files=COMPOSE_FILES if getattr(args, "chaos", True) else (BASE_FILE,),
+        files=(BASE_FILE, *(name for name, wanted in overrides.items() if wanted)),
         tracing=getattr(args, "tracing", False),
     )
     try:

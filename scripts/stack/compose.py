@@ -28,6 +28,9 @@ from shared.system import COMPONENTS, SERVICES
 
 BASE_FILE, CHAOS_FILE = "docker-compose.yml", "docker-compose.chaos.yml"
 COMPOSE_FILES = (BASE_FILE, CHAOS_FILE)
+# A RabbitMQ cluster of three nodes in place of the one broker; its first node is the broker's.
+CLUSTER_FILE = "docker-compose.cluster.yml"
+CLUSTER_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 # The project name docker-compose.yml gives itself: `./saga compose` and chaos hit the stack
 # `docker compose up` runs, unless told another (a test's own).
 PROJECT = "saga"
@@ -150,8 +153,15 @@ class Compose:
     def kill(self, container: str) -> None:
         self.run("kill", "--signal", "SIGKILL", container)
 
-    def start(self, container: str) -> None:
-        self.run("start", container)
+    def start(self, service: str) -> None:
+        """Start a service's stopped container as it is: `docker start`, not `docker compose
+        start`, which first waits for the service's dependencies to be healthy and refuses when
+        one is not (a broker node just restarted, whose next health check is still to come)."""
+        done = subprocess.run(
+            ["docker", "start", self._container_of(service)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise ComposeError(f"docker start {service} failed: {done.stderr.strip()}")
 
     def pause(self, container: str) -> None:
         # runc's cgroup-v1 freezer gives up on a busy container now and then ("unable to
@@ -183,9 +193,18 @@ class Compose:
         return next(c["Name"] for c in self.ps() if c["Service"] == service)
 
     def heal(self) -> None:
-        """Every container thawed, running and healthy again."""
+        """Every container thawed, running and healthy again. A container just thawed may
+        still be marked unhealthy (its checks timed out while frozen), which `up --wait`
+        takes for a failure: it is given a minute to pass its checks again."""
         self.run("unpause", check=False)  # refuses when nothing is paused, which is fine
-        self.up()
+        for attempt in range(4):
+            try:
+                self.up()
+                return
+            except ComposeError:
+                if attempt == 3:
+                    raise
+                time.sleep(20)
 
     def config(self) -> StackConfig:
         """How the host reaches the stack: the published ports, as the administrators.

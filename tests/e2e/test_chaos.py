@@ -1,9 +1,9 @@
-"""Chaos in CI: hundreds of sagas with stock contention while services, relays and the broker
-are killed and frozen at random, the database crashes, the broker raises resource alarms, and the
-links to it and to the broker are reset, black-holed and slowed; zero violations of SPEC.md's
-invariants.
+"""Chaos in CI: hundreds of sagas with stock contention while services, relays and the nodes of
+a RabbitMQ cluster are killed and frozen at random, a node is partitioned away, the database
+crashes, the broker raises resource alarms, and the links to the database and to each node are
+reset, black-holed and slowed; zero violations of SPEC.md's invariants.
 
-scripts/chaos/ starts its own stack on its own RabbitMQ node and PostgreSQL cluster (the ones it
+scripts/chaos/ starts its own stack on its own RabbitMQ nodes and PostgreSQL cluster (the ones it
 kills), every process reaching them through its fault proxy, drives scripts/perf/load.py
 through the faults, waits for the system to go quiet and runs scripts/ops/check.py.
 """
@@ -13,6 +13,8 @@ import subprocess
 import sys
 from collections import Counter
 from typing import Any
+
+import pytest
 
 
 def chaos(*args: str) -> dict[str, Any]:
@@ -31,25 +33,32 @@ def chaos(*args: str) -> dict[str, Any]:
     return summary
 
 
-def test_random_faults_of_every_kind_on_two_of_each_leave_no_inconsistency() -> None:
+# Longer than the suite's 300 s a test: the run's own subprocess bound is the one that counts.
+@pytest.mark.timeout(900)
+def test_random_faults_of_every_kind_on_a_cluster_and_two_of_each_leave_no_inconsistency() -> None:
     """Two processes of every service and relay (competing consumers, two reapers, two relays
-    claiming one outbox) on this machine's RabbitMQ: killed and frozen, the broker killed, the
-    PostgreSQL cluster of every database killed (crash recovery), memory and disk alarms
-    raised on the broker, and the links from every process to it and to the broker reset,
-    black-holed and slowed. One of each, in containers
-    on RabbitMQ 4, is tests/compose/test_chaos.py."""
-    summary = chaos("--seconds", "60", "--seed", "12", "--replicas", "2", "--rounds", "6")
+    claiming one outbox) on a RabbitMQ cluster of three nodes, every process given all three:
+    processes killed and frozen; one node at a time killed, frozen or partitioned away, the
+    one leading the most queues half of the time; the PostgreSQL cluster of every database
+    killed (crash recovery); memory and disk alarms raised; the links from every process to
+    PostgreSQL and to each node reset, black-holed and slowed. One broker killed whole under
+    load is tests/e2e/test_outages.py; the same on the containers, tests/compose/test_chaos.py."""
+    summary = chaos("--cluster", "--seconds", "60", "--seed", "12", "--replicas", "2",
+                    "--rounds", "5")  # fmt: skip
     done = Counter((f["kind"], f["action"]) for f in summary["faults"])
-    # Six planned rounds of eleven, then drawn ones.
+    # Five planned rounds of thirteen, then drawn ones.
     assert min(done[fault] for fault in [
         ("service", "kill"), ("service", "freeze"), ("relay", "kill"), ("relay", "freeze"),
-        ("broker", "kill"), ("database", "kill"), ("alarm", "memory"), ("alarm", "disk"),
+        ("database", "kill"), ("alarm", "memory"), ("alarm", "disk"),
         ("link", "reset"), ("link", "black hole"), ("link", "delay"),
-    ]) >= 6, done  # fmt: skip
-    new_kinds = ("database", "link", "alarm")
-    assert sum(n for (kind, _), n in done.items() if kind in new_kinds) >= 36, done
+        ("node", "kill"), ("node", "freeze"), ("node", "partition"),
+    ]) >= 5, done  # fmt: skip
+    new_kinds = ("database", "link", "alarm", "node")
+    assert sum(n for (kind, _), n in done.items() if kind in new_kinds) >= 45, done
+    nodes = {f["target"] for f in summary["faults"] if f["kind"] == "node"}
+    assert len(nodes) >= 2 and nodes <= {"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"}, nodes
     hit = {f["target"] for f in summary["faults"] if f["kind"] == "link"}
-    assert {link.partition("→")[2] for link in hit} == {"postgres", "rabbitmq"}, hit
+    assert {link.partition("→")[2].partition("-")[0] for link in hit} == {"postgres", "rabbitmq"}
     assert any(link.partition("→")[0].endswith(".2") for link in hit), hit  # second copies too
     assert_load_contended(summary["load"])
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from relay.settings import RelaySettings
 from scripts.stack.images import IMAGES, TRACE_VIEWER
+from shared.broker import address, node_urls
 from shared.settings import CommonSettings
 from shared.system import COMPONENT_NAMES, COMPONENTS, SERVICE_NAMES
 from shared.topology import permissions
@@ -410,3 +411,43 @@ def test_the_tracing_profile_points_every_process_at_the_viewer_only_when_asked(
     assert traced.env["SAGA_OTLP_ENDPOINT"] == OTLP_ENDPOINT == "http://trace-viewer:6006"
     assert traced.env["SAGA_TRACE_URL"].startswith("http://127.0.0.1:16006/projects/")
     assert "SAGA_OTLP_ENDPOINT" not in Compose(env={}).env
+
+
+CLUSTER: dict[str, Any] = _interpolate(
+    yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+)
+CLUSTER_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+
+
+def test_the_cluster_override_gives_every_broker_client_all_three_nodes_as_its_own_user() -> None:
+    """docker-compose.cluster.yml: each process that reaches the broker in docker-compose.yml
+    gets an AMQP_URL naming the three nodes, with the same user, password and vhost as before."""
+    clients = {name for name in CONTAINERS if "AMQP_URL" in _env(name)}
+    overridden = CLUSTER["services"]
+    assert clients <= set(overridden), clients - set(overridden)
+    for name in clients:
+        env = overridden[name]["environment"]
+        nodes = node_urls(env["AMQP_URL"])
+        assert [address(node) for node in nodes] == [f"{n}:5672" for n in CLUSTER_NODES], name
+        single = urlsplit(_env(name)["AMQP_URL"])
+        for node in nodes:
+            parts = urlsplit(node)
+            assert (parts.username, parts.password, parts.path) == (
+                single.username, single.password, single.path,
+            ), name  # fmt: skip
+
+
+def test_the_cluster_nodes_share_a_cookie_the_cluster_config_and_the_topology_waits_for_all() -> (
+    None
+):
+    services = CLUSTER["services"]
+    cookies = {services[node]["environment"]["SAGA_RABBITMQ_COOKIE"] for node in CLUSTER_NODES}
+    assert len(cookies) == 1 and "" not in cookies
+    for node in CLUSTER_NODES:
+        mounts = [volume.split(":")[1] for volume in services[node]["volumes"]]
+        assert "/etc/rabbitmq/conf.d/95-cluster.conf" in mounts, node
+    assert set(services["topology"]["depends_on"]) >= set(CLUSTER_NODES) - {BROKER}
+    config = (ROOT / "deploy/rabbitmq/cluster.conf").read_text()
+    for i, node in enumerate(CLUSTER_NODES, 1):
+        assert f"cluster_formation.classic_config.nodes.{i} = rabbit@{node}" in config
+    assert "cluster_partition_handling = pause_minority" in config
