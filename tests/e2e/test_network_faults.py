@@ -179,7 +179,7 @@ def test_a_black_holed_broker_link_is_given_up_by_its_heartbeat_and_the_saga_goe
     # Three missed heartbeats of 10 s: given up within 33 s, seen at the next check.
     wait_until(broker_down, 45, "payment to give up its silent broker connection")
     assert saga.get_order(order_id)["status"] == "PENDING"
-    payment_log.wait_for("lost the broker; reconnecting")
+    payment_log.wait_for("lost the broker at")
 
     proxy.heal()
     saga.wait_for_status(order_id, "CONFIRMED", timeout=30)

@@ -126,12 +126,13 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _calls(log: Path) -> list[list[str]]:
-    """The commands that changed something, in order (not `docker info`, `ps` nor `config`)."""
+    """The commands that changed something, in order (not `docker info`, `ps` nor `config`):
+    `docker compose ...`, `docker network ...` and `docker start` of a container."""
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     return [
-        call if call[0] == "network" else _without_files(call)
+        call if call[0] in ("network", "start") else _without_files(call)
         for call in calls
-        if call[0] in ("compose", "network") and not {"ps", "config"} & set(call)
+        if call[0] in ("compose", "network", "start") and not {"ps", "config"} & set(call)
     ]
 
 
@@ -171,13 +172,13 @@ def test_faults_become_docker_compose_kill_start_pause_unpause_and_network_cuts(
     target.heal()
     assert _calls(docker) == [
         ["kill", "--signal", "SIGKILL", "payment"],
-        ["start", "payment"],
+        ["start", "saga-payment-1"],
         ["pause", "order-relay"],
         ["unpause", "order-relay"],
         ["kill", "--signal", "SIGKILL", "rabbitmq"],
-        ["start", "rabbitmq"],
+        ["start", "saga-rabbitmq-1"],
         ["kill", "--signal", "SIGKILL", "postgres-inventory"],
-        ["start", "postgres-inventory"],
+        ["start", "saga-postgres-inventory-1"],
         ["network", "disconnect", "saga_payment-db", "saga-payment-1"],
         ["network", "connect", "--alias", "payment", "saga_payment-db", "saga-payment-1"],
         ["exec", "-T", "rabbitmq", "rabbitmqctl", "set_disk_free_limit", "1000000GB"],
@@ -202,7 +203,11 @@ def test_the_faults_drawn_cover_every_kind_and_hit_only_containers(docker: Path)
     assert done[(LINK, "black hole")] == done[(ALARM, "memory")] == done[(ALARM, "disk")] == 3
     assert sum(n for (_, action), n in done.items() if action == "freeze") == 6
     containers = {*PROCESSES, BROKER_CONTAINER, *target.databases()}
-    hit = [call[-1] for call in _calls(docker) if call[0] not in ("network", "exec")]
+    hit = [  # `docker start` names the container, `saga-<service>-1`; compose, the service
+        call[-1].removeprefix("saga-").removesuffix("-1") if call[0] == "start" else call[-1]
+        for call in _calls(docker)
+        if call[0] not in ("network", "exec")
+    ]
     assert {BROKER_CONTAINER} <= set(hit) <= containers
     assert set(hit) & set(SERVICE_NAMES) and set(hit) & set(RELAYS)
     cut = [call[-1] for call in _calls(docker) if call[0] == "network"]
