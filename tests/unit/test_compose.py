@@ -437,9 +437,7 @@ def test_the_cluster_override_gives_every_broker_client_all_three_nodes_as_its_o
             ), name  # fmt: skip
 
 
-def test_the_cluster_nodes_share_a_cookie_the_cluster_config_and_the_topology_waits_for_all() -> (
-    None
-):
+def test_the_cluster_nodes_share_a_cookie_join_the_first_and_the_topology_waits_for_all() -> None:
     services = CLUSTER["services"]
     cookies = {services[node]["environment"]["SAGA_RABBITMQ_COOKIE"] for node in CLUSTER_NODES}
     assert len(cookies) == 1 and "" not in cookies
@@ -447,7 +445,16 @@ def test_the_cluster_nodes_share_a_cookie_the_cluster_config_and_the_topology_wa
         mounts = [volume.split(":")[1] for volume in services[node]["volumes"]]
         assert "/etc/rabbitmq/conf.d/95-cluster.conf" in mounts, node
     assert set(services["topology"]["depends_on"]) >= set(CLUSTER_NODES) - {BROKER}
-    config = (ROOT / "deploy/rabbitmq/cluster.conf").read_text()
-    for i, node in enumerate(CLUSTER_NODES, 1):
-        assert f"cluster_formation.classic_config.nodes.{i} = rabbit@{node}" in config
-    assert "cluster_partition_handling = pause_minority" in config
+    assert (
+        "cluster_partition_handling = pause_minority"
+        in (ROOT / "deploy/rabbitmq/cluster.conf").read_text()
+    )
+    # The first node forms the cluster alone; the other two join it once it is healthy.
+    join = (ROOT / "deploy/rabbitmq/cluster-join.conf").read_text()
+    assert f"cluster_formation.classic_config.nodes.1 = rabbit@{BROKER}" in join
+    assert "nodes.2" not in join
+    for node in CLUSTER_NODES[1:]:
+        mounts = [volume.split(":")[1] for volume in services[node]["volumes"]]
+        assert "/etc/rabbitmq/conf.d/96-cluster-join.conf" in mounts, node
+        assert services[node]["depends_on"][BROKER]["condition"] == "service_healthy", node
+    assert "depends_on" not in services[BROKER]
