@@ -36,6 +36,8 @@ MAX_DELAY = 2.0
 # missed intervals): RabbitMQ's 60 s default would leave a consumer behind a black hole (the
 # link silent, the socket open) for three minutes. RabbitMQ's guide calls 5 to 20 s optimal.
 HEARTBEAT_SECONDS = 10
+# How long a lost connection's closing handshake may take before it is abandoned.
+CLOSE_SECONDS = 5
 
 SetUp = Callable[["BrokerLink", AbstractConnection], Awaitable[None]]
 
@@ -104,8 +106,8 @@ class BrokerLink:
                 delay = min(delay * 2, MAX_DELAY)
             finally:
                 self.connected.clear()
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                with contextlib.suppress(Exception):  # bounded: a black hole never answers
+                    await asyncio.wait_for(connection.close(), CLOSE_SECONDS)
 
 
 def node_urls(url: str) -> list[str]:

@@ -46,6 +46,7 @@ import aio_pika
 import psycopg
 from rich.console import Console
 
+from scripts.chaos import memory
 from scripts.chaos.faults import BROKER, CLUSTER_KINDS, KINDS, NODE, ONE_BROKER_KINDS, Chaos
 from scripts.chaos.proxy import FaultProxy, route_through
 from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
@@ -212,13 +213,14 @@ def run_on_compose(args: argparse.Namespace, console: Console) -> int:
 
 def inflict(
     target: Target, args: argparse.Namespace, console: Console
-) -> tuple[Chaos, Result, list[Invariant]]:
+) -> tuple[Chaos, Result, list[Invariant], list[dict[str, object]]]:
     """Load and faults together, then everything back up and the system left to go quiet."""
     chaos = Chaos(
         target, random.Random(args.seed), args.seconds, rounds=args.rounds, kinds=args.kinds
     )
     load = Load(target.config.base_urls(), args.seed, Mix(scarce_units=20))
     injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
+    before = target.resident_memory()
 
     async def go() -> Result:
         try:
@@ -239,13 +241,14 @@ def inflict(
     invariants = wait_quiet(target.config, 120)
     if isinstance(target, LocalTarget):  # the compose stack's dashboard database is unpublished
         invariants.append(check_dashboard(target.config))
-    return chaos, result, invariants
+    return chaos, result, invariants, memory.compare(before, target.resident_memory())
 
 
 def summarize(
     chaos: Chaos,
     result: Result,
     invariants: list[Invariant],
+    held: list[dict[str, object]],
     args: argparse.Namespace,
     console: Console,
 ) -> int:
@@ -258,6 +261,7 @@ def summarize(
             "target": args.target,
             "faults": [vars(fault) for fault in chaos.faults],
             "load": result.as_dict(),
+            "memory": held,
             "invariants": [
                 {"invariant": i.name, "checked": i.checked, "violations": i.violations}
                 for i in invariants
@@ -271,6 +275,7 @@ def summarize(
     for fault in failed:
         console.print(f"[red]not injected:[/red] {fault.action} {fault.target}: {fault.error}")
     print_summary(result, console)
+    memory.print_table(held, console)
     return max(report(invariants), 1 if failed else 0)
 
 

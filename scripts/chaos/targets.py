@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
-from scripts.chaos import alarms
+from scripts.chaos import alarms, memory
 from scripts.chaos.proxy import FaultProxy, broker_name
 from scripts.stack import Stack, StackConfig
 from scripts.stack.compose import (
@@ -78,6 +78,7 @@ class Target(Protocol):
     def freeze(self, name: str) -> None: ...
     def thaw(self, name: str) -> None: ...
     def heal(self) -> None: ...
+    def resident_memory(self) -> dict[str, memory.Reading]: ...
 
 
 @dataclass
@@ -132,6 +133,9 @@ class LocalTarget:
 
     def links(self) -> list[str]:
         return list(self.proxy.links)
+
+    def resident_memory(self) -> dict[str, memory.Reading]:
+        return memory.of_pids({name: self.stack.pid_of(name) for name in self.stack.processes})
 
     def disturb(self, link: str, action: str) -> None:
         if action == "reset":
@@ -229,6 +233,9 @@ class ComposeTarget:
             for network in services[process].get("networks", {})
             if network != "public"
         ]
+
+    def resident_memory(self) -> dict[str, memory.Reading]:
+        return memory.of_containers({name: self.compose.container_of(name) for name in PROCESSES})
 
     def nodes(self) -> list[str]:
         """With docker-compose.cluster.yml, its three nodes; else none: one broker."""

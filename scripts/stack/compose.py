@@ -158,7 +158,7 @@ class Compose:
         start`, which first waits for the service's dependencies to be healthy and refuses when
         one is not (a broker node just restarted, whose next health check is still to come)."""
         done = subprocess.run(
-            ["docker", "start", self._container_of(service)], capture_output=True, text=True
+            ["docker", "start", self.container_of(service)], capture_output=True, text=True
         )
         if done.returncode != 0:
             raise ComposeError(f"docker start {service} failed: {done.stderr.strip()}")
@@ -180,16 +180,16 @@ class Compose:
 
     def disconnect(self, service: str, network: str) -> None:
         """Take a service's container off one of its networks: its packets there are dropped."""
-        _docker_network("disconnect", f"{self.project}_{network}", self._container_of(service))
+        _docker_network("disconnect", f"{self.project}_{network}", self.container_of(service))
 
     def connect(self, service: str, network: str) -> None:
         """Put it back, under its service's name, as compose had it."""
         _docker_network(
             "connect", "--alias", service, f"{self.project}_{network}",
-            self._container_of(service),
+            self.container_of(service),
         )  # fmt: skip
 
-    def _container_of(self, service: str) -> str:
+    def container_of(self, service: str) -> str:
         return next(c["Name"] for c in self.ps() if c["Service"] == service)
 
     def heal(self) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from scripts.stack.compose import CLUSTER_FILE, COMPOSE_FILES, Compose
+from shared.system import PROCESSES
 from tests.compose.conftest import remove, settings_of_own
 from tests.readme import ROOT
 
@@ -50,6 +51,8 @@ def test_chaos_on_the_containers_loses_nothing_and_charges_nothing_twice() -> No
         assert done[(kind, action)] >= ROUNDS, done
     assert sum(n for (_, action), n in done.items() if action == "freeze") >= 3 * ROUNDS
     assert report["load"]["orders"] == 600
+    held = {row["process"]: row for row in report["memory"]}
+    assert set(held) == set(PROCESSES) and all(row["after_mb"] for row in held.values()), held
     broken = {i["invariant"]: i["violations"] for i in report["invariants"] if i["violations"]}
     assert not broken, broken
     assert all(i["checked"] for i in report["invariants"]), report["invariants"]

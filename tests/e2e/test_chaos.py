@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from shared.system import PROCESSES
+
 
 def chaos(*args: str) -> dict[str, Any]:
     """Run the chaos tool; its summary, once every invariant held."""
@@ -61,6 +63,10 @@ def test_random_faults_of_every_kind_on_a_cluster_and_two_of_each_leave_no_incon
     assert {link.partition("→")[2].partition("-")[0] for link in hit} == {"postgres", "rabbitmq"}
     assert any(link.partition("→")[0].endswith(".2") for link in hit), hit  # second copies too
     assert_load_contended(summary["load"])
+    # Every process's memory at the start and at the end, second copies included.
+    held = {row["process"]: row for row in summary["memory"]}
+    assert set(held) >= {*PROCESSES, "order.2", "payment-relay.2"}, held
+    assert all(row["before_mb"] and row["after_mb"] for row in held.values()), held
 
 
 def assert_load_contended(load: dict[str, Any]) -> None:
