@@ -28,7 +28,7 @@ Two targets:
   docker-compose.yml (scripts/stack/compose.py); `docker compose kill --signal SIGKILL` and
   `start`, `pause` and `unpause`, `docker network disconnect` and `connect`. It is left
   running at the end, for a look at its logs. With --cluster, docker-compose.cluster.yml too:
-  three RabbitMQ nodes, one partitioned by taking it off the broker network.
+  three RabbitMQ nodes, hit one at a time as on the local target.
 """
 
 import argparse

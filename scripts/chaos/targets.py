@@ -8,8 +8,9 @@ database or to the broker, on which each puts the faults it can (`link_actions`)
 - compose takes a container off one of its networks and puts it back (`docker network
   disconnect`, `connect`): a black hole, the packets dropped.
 Both raise and clear the broker's resource alarms with rabbitmqctl. On a cluster of three
-RabbitMQ nodes (the local target's --cluster), a NODE is killed, frozen or partitioned away from
-the other two, one at a time, the node leading the most queues as often as any other.
+RabbitMQ nodes (--cluster, on either target), a NODE is killed, frozen or partitioned away from
+the other two (through the Erlang distribution, `cut_off`), one at a time, the node leading the
+most queues as often as any other.
 """
 
 import contextlib
@@ -118,9 +119,7 @@ class LocalTarget:
         """The node that leads the most queues (at first the one that declared them all)."""
         assert isinstance(self.rabbit, OwnRabbitMQCluster)
         listed = self.rabbit.queue_leaders(self.config.vhost)
-        by_node = {node.node: name for name, node in self._nodes.items()}
-        led = Counter(by_node[leader] for leader in listed if leader in by_node)
-        return led.most_common(1)[0][0] if led else self.nodes()[0]
+        return most_led(listed, {node.node: name for name, node in self._nodes.items()})
 
     def partition(self, node: str) -> None:
         assert isinstance(self.rabbit, OwnRabbitMQCluster)
@@ -190,17 +189,24 @@ class LocalTarget:
                 if node.pid is not None:
                     self.rabbit.reconnect(node)
             self.rabbit.start()  # whichever node is down
+        elif self.rabbit.pid is None:
+            self.rabbit.start()
         with contextlib.suppress(Exception):
             for name in self.stack.processes:
                 self.stack.kill(name, signal.SIGCONT)
         if self.postgres.pid is None:
             self.postgres.start()
-        if self.rabbit.pid is None:
-            self.rabbit.start()
         for name in [*PROCESSES, *self.extra_names]:
             if not self.stack.is_running(name):
                 self.stack.start(name)
         self.stack.wait_ready(timeout=60)
+
+
+def most_led(leaders: list[str], names: dict[str, str]) -> str:
+    """Of the nodes named by `names` (Erlang node name: the target's), the one that leads the
+    most of `leaders` (each queue's leader, as rabbitmqctl lists them); the first if none."""
+    led = Counter(names[leader] for leader in leaders if leader in names)
+    return led.most_common(1)[0][0] if led else next(iter(names.values()))
 
 
 @dataclass
@@ -235,7 +241,8 @@ class ComposeTarget:
         ]
 
     def resident_memory(self) -> dict[str, memory.Reading]:
-        return memory.of_containers({name: self.compose.container_of(name) for name in PROCESSES})
+        containers = {c["Service"]: c["Name"] for c in self.compose.ps()}
+        return memory.of_containers({name: containers[name] for name in PROCESSES})
 
     def nodes(self) -> list[str]:
         """With docker-compose.cluster.yml, its three nodes; else none: one broker."""
@@ -253,8 +260,7 @@ class ComposeTarget:
                 failure = exc
         else:
             raise ComposeError(f"no node of the cluster lists its queues: {failure}")
-        led = Counter(leader.removeprefix("rabbit@") for leader in listed if "@" in leader)
-        return led.most_common(1)[0][0] if led else self.nodes()[0]
+        return most_led(listed, {f"rabbit@{node}": node for node in self.nodes()})
 
     def partition(self, node: str) -> None:
         """As on the local target: by the Erlang distribution (scripts/stack/instances.py).
