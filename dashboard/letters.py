@@ -12,7 +12,7 @@ import aio_pika
 
 from shared.db import Database
 from shared.dead_letters import Letter, read_letters, replay
-from shared.system import SERVICE_NAMES
+from shared.system import SERVICE_NAMES, Mode
 from shared.topology import dead_letter_queue
 
 LOG_REPLAY = """
@@ -45,7 +45,7 @@ class DeadLetter:
     body: str
 
     @classmethod
-    def of(cls, service: str, letter: Letter) -> "DeadLetter":
+    def of(cls, service: str, letter: Letter, mode: Mode) -> "DeadLetter":
         message = letter.message
         try:
             body = json.dumps(json.loads(message.body), indent=2, ensure_ascii=False)
@@ -53,7 +53,7 @@ class DeadLetter:
             body = repr(message.body[:4000])
         return cls(
             service=service,
-            queue=dead_letter_queue(service),
+            queue=dead_letter_queue(service, mode),
             message_id=letter.id,
             type=message.type or "?",
             reason=letter.reason,
@@ -70,18 +70,19 @@ class DeadLetter:
 class DeadLetters:
     """The DLQs, on a connection of their own for each look (the page is not a hot path)."""
 
-    def __init__(self, amqp_url: str, database: Database) -> None:
+    def __init__(self, amqp_url: str, database: Database, mode: Mode) -> None:
         self._amqp_url = amqp_url
         self._database = database
+        self._mode = mode
 
     async def all(self) -> list[DeadLetter]:
         connection = await aio_pika.connect(self._amqp_url, timeout=5)
         async with connection:
             channel = await connection.channel()
             return [
-                DeadLetter.of(service, letter)
+                DeadLetter.of(service, letter, self._mode)
                 for service in SERVICE_NAMES
-                for letter in await read_letters(channel, service)
+                for letter in await read_letters(channel, service, self._mode)
             ]
 
     async def replay(
@@ -96,10 +97,10 @@ class DeadLetters:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             for service in sorted({service for service, _ in chosen}):
                 wanted = {message_id for s, message_id in chosen if s == service}
-                for letter in await read_letters(channel, service):
+                for letter in await read_letters(channel, service, self._mode):
                     if letter.id in wanted:
-                        await replay(channel, service, letter)
-                        replayed.append(DeadLetter.of(service, letter))
+                        await replay(channel, service, letter, self._mode)
+                        replayed.append(DeadLetter.of(service, letter, self._mode))
         if replayed:
             async with self._database.connect() as sql, sql.connection.transaction():
                 await sql.execute_many(

@@ -19,7 +19,7 @@ class Runtime:
         self.database = Database(settings.database_url, settings.db_pool_size)
         self.live = Live()
         self.follower = Follower(self.database, settings.amqp_url, self.live, settings.batch_size)
-        self.letters = DeadLetters(settings.amqp_url, self.database)
+        self.letters = DeadLetters(settings.amqp_url, self.database, settings.saga_mode)
 
     async def ready(self) -> dict[str, str]:
         return await readiness(self.database, self.follower.link)

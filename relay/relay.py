@@ -60,17 +60,18 @@ class Relay:
         # need not wait for the disk.
         self._database = Database(settings.database_url, pool_size=3, wait_for_flush=False)
         self._wake = asyncio.Event()
-        self._exchange: AbstractExchange | None = None
+        self._exchanges: topology.Exchanges = {}
         self._link = BrokerLink(settings.amqp_url, "relay", self._on_connect)
         self._serving_metrics = False
 
     async def _on_connect(self, link: BrokerLink, connection: AbstractConnection) -> None:
         channel = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
         delays = self._settings.retry_delays_ms
-        self._exchange = (
-            await topology.declare(connection, channel, delays)
+        mode = self._settings.saga_mode
+        self._exchanges = (
+            await topology.declare(connection, channel, delays, mode)
             if self._settings.declare_topology == "all"
-            else await topology.declare_own(connection, channel, delays, service=None)
+            else await topology.declare_own(connection, channel, delays, None, mode)
         )
         await topology.wait_for_audit_stream(connection)
         if self._settings.metrics_port and not self._serving_metrics:
@@ -78,7 +79,7 @@ class Relay:
             # endpoint doubles as its readiness check (docker-compose.yml).
             start_http_server(self._settings.metrics_port, addr="0.0.0.0")
             self._serving_metrics = True
-        logger.info("relaying outbox to %s", topology.EVENTS_EXCHANGE)
+        logger.info("relaying outbox to %s", " and ".join(self._exchanges))
 
     async def run(self) -> None:
         await self._database.open()
@@ -99,10 +100,10 @@ class Relay:
             while True:
                 # No broker, no publishing: the rows wait in the outbox.
                 await link.connected.wait()
-                assert self._exchange is not None
+                assert self._exchanges
                 self._wake.clear()
                 try:
-                    claimed, failed = await self.publish_batch(self._exchange)
+                    claimed, failed = await self.publish_batch(self._exchanges)
                 except Exception as exc:
                     logger.warning("relay pass failed, retrying in 1 s: %s", exc)
                     await asyncio.sleep(1)
@@ -121,14 +122,14 @@ class Relay:
             await asyncio.gather(broker, listener, gauges, pruning, return_exceptions=True)
             await self._database.close()
 
-    async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
+    async def publish_batch(self, exchanges: topology.Exchanges) -> tuple[int, int]:
         """Publish one batch; return how many rows were claimed and how many failed."""
         async with self._database.connect() as sql, sql.connection.transaction():
             rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
             with tracing.batch([row.trace_context for row in rows]):
-                confirmed = await self._publish_all(exchange, rows)
+                confirmed = await self._publish_all(exchanges, rows)
                 if self._settings.fault_crash_after_publish:
                     crash()
                 if confirmed:
@@ -136,10 +137,10 @@ class Relay:
         RELAY_PUBLISHED.inc(len(confirmed))
         return len(rows), len(rows) - len(confirmed)
 
-    async def _publish_all(self, exchange: AbstractExchange, rows: list[Any]) -> list[int]:
+    async def _publish_all(self, exchanges: topology.Exchanges, rows: list[Any]) -> list[int]:
         """Publish the rows at once; return the ids of those the broker confirmed."""
         results = await asyncio.gather(
-            *(self._publish(exchange, row) for row in rows),
+            *(self._publish(exchanges[topology.exchange_of(row.routing_key)], row) for row in rows),
             return_exceptions=True,
         )
         if any(isinstance(result, TimeoutError) for result in results):
@@ -158,7 +159,7 @@ class Relay:
         with tracing.publishing(row.trace_context, f"publish {row.type}", {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "send",
-            "messaging.destination.name": topology.EVENTS_EXCHANGE,
+            "messaging.destination.name": exchange.name,
             "messaging.rabbitmq.destination.routing_key": row.routing_key,
             "messaging.message.id": row.message_id,
             "saga.order_id": row.order_id,

@@ -26,6 +26,7 @@ from shared.log import for_order
 from shared.metrics import DLQ_MESSAGES, HANDLE_SECONDS, MESSAGES
 from shared.observations import DUPLICATE, observe
 from shared.redelivery import Redelivery, attempts_of
+from shared.system import Mode
 from shared.uow import Handler, UnitOfWork
 
 logger = logging.getLogger("consumer")
@@ -45,6 +46,7 @@ class Consumer:
         retry_delays_ms: list[int],
         faults: Faults,
         declare_all: bool = True,
+        mode: Mode = Mode.CHOREOGRAPHY,
     ) -> None:
         self._service = service
         self._database = database
@@ -53,23 +55,26 @@ class Consumer:
         self._retry_delays_ms = retry_delays_ms
         self._faults = faults
         self._declare_all = declare_all
-        self._redelivery = Redelivery(service, retry_delays_ms)
+        self._mode = mode
+        self._queue = topology.work_queue(service, mode)
+        self._redelivery = Redelivery(service, retry_delays_ms, mode)
         self._inspector: AbstractChannel | None = None
 
     async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:
         """Declare the topology and start consuming on a fresh connection (shared/broker.py)."""
         publisher = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
+        delays, mode = self._retry_delays_ms, self._mode
         if self._declare_all:
-            await topology.declare(connection, publisher, self._retry_delays_ms)
+            await topology.declare(connection, publisher, delays, mode)
         else:
-            await topology.declare_own(connection, publisher, self._retry_delays_ms, self._service)
+            await topology.declare_own(connection, publisher, delays, self._service, mode)
         self._redelivery.channel = publisher
         channel = await link.channel(connection)
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await channel.declare_queue(
-            topology.work_queue(self._service),
+            self._queue,
             durable=True,
-            arguments=topology.work_queue_arguments(self._service),
+            arguments=topology.work_queue_arguments(self._service, mode),
         )
         await queue.consume(self._on_message)
         # Not the link's: a failed passive declare closes its channel, and that must not look
@@ -85,7 +90,7 @@ class Consumer:
     async def watch_dead_letters(self) -> None:
         """Every few seconds, the depth of the service's DLQ as `saga_dlq_messages{queue}`, read
         by a passive declare; until cancelled. While the broker is away the last value stays."""
-        name = topology.dead_letter_queue(self._service)
+        name = topology.dead_letter_queue(self._service, self._mode)
         while True:
             channel = self._inspector
             if channel is not None and not channel.is_closed:
@@ -107,7 +112,7 @@ class Consumer:
         with tracing.consuming(message.headers, f"process {message.type}", {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "process",
-            "messaging.destination.name": topology.work_queue(self._service),
+            "messaging.destination.name": self._queue,
             "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
             "messaging.message.id": message.message_id or "",
             "saga.order_id": message.correlation_id or "",

@@ -19,6 +19,7 @@ from shared.redelivery import (
     attempts_of,
     copy_of,
 )
+from shared.system import Mode
 from shared.topology import dead_letter_queue, work_queue
 
 # A replay starts the message's life over: its attempts and its death are history.
@@ -55,21 +56,26 @@ class Letter:
         return None if when is None else when.replace(tzinfo=when.tzinfo or UTC)
 
 
-async def read_letters(channel: AbstractChannel, service: str) -> list[Letter]:
-    """Every message in the service's DLQ, unacked: they go back when the channel closes."""
-    queue = await channel.get_queue(dead_letter_queue(service), ensure=True)
+async def read_letters(
+    channel: AbstractChannel, service: str, mode: Mode = Mode.CHOREOGRAPHY
+) -> list[Letter]:
+    """Every message in the service's DLQ (of that mode's work queue), unacked: they go back
+    when the channel closes."""
+    queue = await channel.get_queue(dead_letter_queue(service, mode), ensure=True)
     letters = []
     while (message := await queue.get(no_ack=False, fail=False)) is not None:
         letters.append(Letter(message))
     return letters
 
 
-async def replay(channel: AbstractChannel, service: str, letter: Letter) -> None:
+async def replay(
+    channel: AbstractChannel, service: str, letter: Letter, mode: Mode = Mode.CHOREOGRAPHY
+) -> None:
     """Send a letter back to its service's work queue, on a confirming channel, then drop it
     from the DLQ. Confirmed first, acked after: a crash between replays it twice, never not."""
     await channel.default_exchange.publish(
         copy_of(letter.message, without=DROPPED_ON_REPLAY),
-        routing_key=work_queue(service),
+        routing_key=work_queue(service, mode),
         mandatory=True,
     )
     await letter.message.ack()

@@ -1,4 +1,5 @@
-"""The envelope every message travels in, and the one place that turns bytes into an event.
+"""The envelope every message travels in, and the one place that turns bytes into an event or a
+command.
 
 A body that is not JSON, lacks a message id, names an unknown type or version, or fails its
 schema (a NUL character or a number past 64 bits in a field included) is poison: `decode`
@@ -13,7 +14,8 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events import EVENT_TYPES, Event, Name
+from shared.commands import MESSAGE_TYPES
+from shared.events import Message, Name
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +42,7 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
 
-def wrap(event: Event, producer: str, causation_id: UUID | None) -> Envelope:
+def wrap(event: Message, producer: str, causation_id: UUID | None) -> Envelope:
     return Envelope(
         message_id=uuid4(),
         type=type(event).__name__,
@@ -53,7 +55,7 @@ def wrap(event: Event, producer: str, causation_id: UUID | None) -> Envelope:
     )
 
 
-def decode(body: bytes) -> tuple[Envelope, Event]:
+def decode(body: bytes) -> tuple[Envelope, Message]:
     try:
         raw = json.loads(body)
     except ValueError as exc:  # not UTF-8, or not JSON
@@ -66,7 +68,7 @@ def decode(body: bytes) -> tuple[Envelope, Event]:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
         raise PoisonMessage("invalid_envelope", _first_error(exc)) from None
-    event_type = EVENT_TYPES.get(envelope.type)
+    event_type = MESSAGE_TYPES.get(envelope.type)
     if event_type is None:
         raise PoisonMessage("unknown_type", envelope.type)
     if envelope.version != SCHEMA_VERSION:

@@ -52,13 +52,18 @@ def items_json(items: list[Item]) -> str:
     return _ITEMS.dump_json(items).decode()
 
 
-class Event(BaseModel):
-    """Base of every event: the routing key is fixed per type, the order id ties a saga together."""
+class Message(BaseModel):
+    """Base of every event and command (shared/commands.py): the routing key is fixed per type,
+    the order id ties a saga together."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     routing_key: ClassVar[str]
 
     order_id: UUID
+
+
+class Event(Message):
+    """Something that happened, announced on `saga.events`."""
 
 
 class OrderCreated(Event):

@@ -8,9 +8,9 @@ publishes as the message's headers (shared/tracing.py).
 
 import json
 
+from shared.commands import MESSAGE_TYPES
 from shared.db import Sql
 from shared.envelope import Envelope
-from shared.events import EVENT_TYPES
 from shared.tracing import TraceContext
 
 # The table and its NOTIFY trigger are created by shared/migrations.py
@@ -24,11 +24,11 @@ APPEND = """
 
 
 async def append(sql: Sql, envelope: Envelope, trace_context: TraceContext) -> None:
-    """Add an event to the outbox, in the caller's transaction."""
+    """Add an event or a command to the outbox, in the caller's transaction."""
     await sql.execute(
         APPEND,
         message_id=envelope.message_id,
-        routing_key=EVENT_TYPES[envelope.type].routing_key,
+        routing_key=MESSAGE_TYPES[envelope.type].routing_key,
         body=envelope.model_dump_json(),
         trace_context=json.dumps(trace_context) if trace_context else None,
     )

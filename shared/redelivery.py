@@ -29,6 +29,7 @@ from shared.db import is_outage
 from shared.log import for_order
 from shared.metrics import MESSAGES
 from shared.observations import DEAD_LETTERED, RETRIED, observe
+from shared.system import Mode
 
 logger = logging.getLogger("consumer")
 
@@ -73,8 +74,11 @@ def attempts_of(message: AbstractIncomingMessage) -> int:
 class Redelivery:
     """A service's way of putting a message aside: on the consumer's confirming channel."""
 
-    def __init__(self, service: str, retry_delays_ms: list[int]) -> None:
+    def __init__(
+        self, service: str, retry_delays_ms: list[int], mode: Mode = Mode.CHOREOGRAPHY
+    ) -> None:
         self._service = service
+        self._mode = mode
         self._retry_delays_ms = retry_delays_ms
         # Set on every (re)connect (shared/consumer.py).
         self.channel: AbstractChannel | None = None
@@ -134,7 +138,7 @@ class Redelivery:
             ATTEMPT_HEADER: attempts,
             DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        queue = topology.dead_letter_queue(self._service)
+        queue = topology.dead_letter_queue(self._service, self._mode)
         if await self._forward(
             message, queue, headers, outcome="dead_lettered",
             exchange_name=topology.DEAD_LETTER_EXCHANGE,
@@ -145,7 +149,7 @@ class Redelivery:
             )  # fmt: skip
 
     def _delay_queue(self, delay_ms: int) -> str:
-        return topology.retry_queue(self._service, delay_ms)
+        return topology.retry_queue(self._service, delay_ms, self._mode)
 
     async def _forward(
         self,

@@ -48,6 +48,7 @@ class Runtime:
             retry_delays_ms=settings.retry_delays_ms,
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
             declare_all=settings.declare_topology == "all",
+            mode=settings.saga_mode,
         )
 
         # The API serves (and the outbox fills) whether or not the broker is there.

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.system import Mode
+
 
 def database_url(database: str, host: str = "127.0.0.1", port: int = 5432) -> str:
     return f"postgresql+psycopg://postgres@{host}:{port}/{database}"
@@ -20,6 +22,9 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Choreography or orchestration (SPEC.md, "Orchestration mode"): the same for every process
+    # of a stack.
+    saga_mode: Mode = Mode.CHOREOGRAPHY
     log_level: str = "INFO"
     log_json: bool = False
     # The trace id in every log line of a saga (shared/tracing.py); unset: in JSON lines only.

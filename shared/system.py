@@ -9,6 +9,15 @@ to the same declaration.
 """
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """How the saga is coordinated (SPEC.md, "Orchestration mode"): one mode per stack, the same
+    for every process (SAGA_MODE)."""
+
+    CHOREOGRAPHY = "choreography"
+    ORCHESTRATION = "orchestration"
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,23 @@ class Component:
 class Service(Component):
     """One service of the saga: a component with a work queue and a relay for its outbox."""
 
-    # The routing keys its work queue is bound to: exactly the keys of its HANDLERS table.
+    # The routing keys its work queue is bound to in choreography: exactly the keys of its
+    # HANDLERS table.
     consumes: tuple[str, ...] = ()
+    # In orchestration: the commands a participant takes on its command queue (its
+    # COMMAND_HANDLERS), or the replies the orchestrator takes on its event queue.
+    commands: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()
+
+    def queue_kind(self, mode: Mode) -> str:
+        """`events` or `commands`: what its work queue carries in that mode."""
+        return "commands" if mode is Mode.ORCHESTRATION and self.commands else "events"
+
+    def keys(self, mode: Mode) -> tuple[str, ...]:
+        """The routing keys its work queue is bound to in that mode."""
+        if mode is Mode.CHOREOGRAPHY:
+            return self.consumes
+        return self.commands or self.replies
 
     @property
     def relay(self) -> str:
@@ -46,11 +70,27 @@ ORDER = Service(
     "order",
     8001,
     consumes=("payment.succeeded", "payment.failed", "inventory.reserved", "inventory.failed"),
+    replies=(
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+        "inventory.reserved",
+        "inventory.failed",
+        "inventory.released",
+    ),
 )
 PAYMENT = Service(
-    "payment", 8002, consumes=("order.created", "order.cancelled", "inventory.failed")
+    "payment",
+    8002,
+    consumes=("order.created", "order.cancelled", "inventory.failed"),
+    commands=("payment.charge", "payment.refund"),
 )
-INVENTORY = Service("inventory", 8003, consumes=("payment.succeeded", "order.cancelled"))
+INVENTORY = Service(
+    "inventory",
+    8003,
+    consumes=("payment.succeeded", "order.cancelled"),
+    commands=("inventory.reserve", "inventory.release"),
+)
 
 SERVICES: tuple[Service, ...] = (ORDER, PAYMENT, INVENTORY)
 SERVICE_NAMES: tuple[str, ...] = tuple(service.name for service in SERVICES)

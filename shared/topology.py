@@ -28,12 +28,14 @@ from aio_pika.abc import (
 )
 
 from shared import broker
+from shared.commands import COMMAND_KEYS
 from shared.observations import OBSERVATIONS_EXCHANGE
-from shared.system import DASHBOARD, SERVICE_NAMES, SERVICES, service_of
+from shared.system import DASHBOARD, SERVICE_NAMES, SERVICES, Mode, service_of
 
 logger = logging.getLogger("topology")
 
 EVENTS_EXCHANGE = "saga.events"
+COMMANDS_EXCHANGE = "saga.commands"  # the orchestrator's (SPEC.md, "Orchestration mode")
 DEAD_LETTER_EXCHANGE = "saga.dlx"
 AUDIT_STREAM = "saga.audit"
 
@@ -59,7 +61,9 @@ def permissions(component: str) -> tuple[str, str, str]:
 def dashboard_permissions() -> tuple[str, str, str]:
     """The dashboard's user declares nothing; it reads the audit stream and every DLQ, and
     publishes only through the default exchange, to replay a dead letter to its work queue."""
-    dlqs = "|".join(dead_letter_queue(name) for name in SERVICE_NAMES).replace(".", r"\.")
+    dlqs = "|".join(
+        dead_letter_queue(name, mode) for name in SERVICE_NAMES for mode in _kinds_of(name)
+    ).replace(".", r"\.")
     audit = AUDIT_STREAM.replace(".", r"\.")
     return "^$", "^amq\\.default$", f"^({audit}|{dlqs})$"
 
@@ -69,10 +73,11 @@ def service_permissions(service: str) -> tuple[str, str, str]:
     regular expressions. It may declare only its own queues, consume only them and the audit
     stream (its relay waits for the stream, `wait_for_audit_stream`), publish to the saga's
     exchanges and, for retries, to its delay queues through the default exchange."""
-    own = rf"{service}\.events(\..*)?"
-    exchanges = rf"{EVENTS_EXCHANGE}|{DEAD_LETTER_EXCHANGE}|{OBSERVATIONS_EXCHANGE}".replace(
-        ".", r"\."
-    )
+    kinds = "|".join(service_of(service).queue_kind(mode) for mode in _kinds_of(service))
+    own = rf"{service}\.({kinds})(\..*)?"
+    exchanges = "|".join(
+        (EVENTS_EXCHANGE, COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, OBSERVATIONS_EXCHANGE)
+    ).replace(".", r"\.")
     audit = AUDIT_STREAM.replace(".", r"\.")
     return (
         f"^{own}$",
@@ -81,16 +86,31 @@ def service_permissions(service: str) -> tuple[str, str, str]:
     )
 
 
-def work_queue(service: str) -> str:
-    return f"{service}.events"
+def _kinds_of(service: str) -> list[Mode]:
+    """One mode per kind of work queue the service may have: its event queue, and its command
+    queue if it takes commands."""
+    return [Mode.CHOREOGRAPHY] + ([Mode.ORCHESTRATION] if service_of(service).commands else [])
 
 
-def dead_letter_queue(service: str) -> str:
-    return f"{service}.events.dlq"
+def work_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+    """`payment.events`, or in orchestration `payment.commands` (the order service keeps
+    `order.events`, where the replies come)."""
+    if mode is Mode.CHOREOGRAPHY:
+        return f"{service}.events"
+    return f"{service}.{service_of(service).queue_kind(mode)}"
 
 
-def retry_queue(service: str, delay_ms: int) -> str:
-    return f"{service}.events.retry.{delay_ms}ms"
+def dead_letter_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+    return f"{work_queue(service, mode)}.dlq"
+
+
+def retry_queue(service: str, delay_ms: int, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+    return f"{work_queue(service, mode)}.retry.{delay_ms}ms"
+
+
+def exchange_of(routing_key: str) -> str:
+    """Where a message with that routing key is published: a command's or an event's exchange."""
+    return COMMANDS_EXCHANGE if routing_key in COMMAND_KEYS else EVENTS_EXCHANGE
 
 
 # A delivery that kills its consumer again and again (it is never acked) is dead-lettered by
@@ -99,8 +119,8 @@ def retry_queue(service: str, delay_ms: int) -> str:
 DELIVERY_LIMIT = 20
 
 
-def work_queue_arguments(service: str) -> dict[str, Any]:
-    return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service)) | {
+def work_queue_arguments(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> dict[str, Any]:
+    return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service, mode)) | {
         "x-delivery-limit": DELIVERY_LIMIT
     }
 
@@ -123,23 +143,36 @@ def _quorum(dead_letter_exchange: str, dead_letter_routing_key: str) -> dict[str
     }
 
 
+# The exchanges a publisher publishes to, by name (see `exchange_of`).
+Exchanges = dict[str, AbstractExchange]
+
+
 async def declare(
-    connection: AbstractConnection, channel: AbstractChannel, retry_delays_ms: list[int]
-) -> AbstractExchange:
-    """Declare the whole topology (an administrator's job) on `channel`; return the events
-    exchange."""
-    events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
+    connection: AbstractConnection,
+    channel: AbstractChannel,
+    retry_delays_ms: list[int],
+    mode: Mode = Mode.CHOREOGRAPHY,
+) -> Exchanges:
+    """Declare the whole topology of that mode (an administrator's job) on `channel`; return
+    the exchanges that messages are published to."""
+    exchanges = {
+        name: await channel.declare_exchange(name, ExchangeType.TOPIC, durable=True)
+        for name in (EVENTS_EXCHANGE, COMMANDS_EXCHANGE)
+    }
     await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT, durable=True)
     observations = await channel.declare_exchange(
         OBSERVATIONS_EXCHANGE, ExchangeType.TOPIC, durable=True
     )
     audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
-    await audit.bind(events, routing_key="#")
-    # What consumers saw happen to messages (shared/observations.py) joins the same history.
-    await audit.bind(observations, routing_key="#")
+    # Every event and every command; and what consumers saw happen to messages
+    # (shared/observations.py) joins the same history.
+    for exchange in (*exchanges.values(), observations):
+        await audit.bind(exchange, routing_key="#")
     for service in SERVICES:
-        await _declare_queues_of(connection, channel, service.name, events, retry_delays_ms)
-    return events
+        await _declare_queues_of(
+            connection, channel, service.name, exchanges, retry_delays_ms, mode
+        )
+    return exchanges
 
 
 async def declare_own(
@@ -147,47 +180,54 @@ async def declare_own(
     channel: AbstractChannel,
     retry_delays_ms: list[int],
     service: str | None,
-) -> AbstractExchange:
+    mode: Mode = Mode.CHOREOGRAPHY,
+) -> Exchanges:
     """What a least-privileged process may declare: its own queues and bindings (a relay:
     none), with the exchanges only checked. The administrator's `declare` ran before it
     (`python -m shared.topology`), so every route exists whatever starts first."""
-    events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)  # passive
+    exchanges = {
+        name: await channel.get_exchange(name, ensure=True)  # passive
+        for name in (EVENTS_EXCHANGE, COMMANDS_EXCHANGE)
+    }
     if service is not None:
         await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=True)
-        await _declare_queues_of(connection, channel, service, events, retry_delays_ms)
-    return events
+        await _declare_queues_of(connection, channel, service, exchanges, retry_delays_ms, mode)
+    return exchanges
 
 
 async def _declare_queues_of(
     connection: AbstractConnection,
     channel: AbstractChannel,
     service: str,
-    events: AbstractExchange,
+    exchanges: Exchanges,
     retry_delays_ms: list[int],
+    mode: Mode,
 ) -> None:
-    await _declare_dead_letter_queue(connection, service)
+    await _declare_dead_letter_queue(connection, service, mode)
     queue = await channel.declare_queue(
-        work_queue(service), durable=True, arguments=work_queue_arguments(service)
+        work_queue(service, mode), durable=True, arguments=work_queue_arguments(service, mode)
     )
-    for key in service_of(service).consumes:
-        await queue.bind(events, routing_key=key)
+    for key in service_of(service).keys(mode):
+        await queue.bind(exchanges[exchange_of(key)], routing_key=key)
     # One delay queue per retry delay: a message waits out its TTL there, then is dead-lettered
     # back to the work queue. Per-delay queues keep a 30 s wait from holding up a 1 s one (a
     # queue only expires messages at its head).
     for delay_ms in retry_delays_ms:
-        retry_args = _quorum("", work_queue(service)) | {"x-message-ttl": delay_ms}
+        retry_args = _quorum("", work_queue(service, mode)) | {"x-message-ttl": delay_ms}
         await channel.declare_queue(
-            retry_queue(service, delay_ms), durable=True, arguments=retry_args
+            retry_queue(service, delay_ms, mode), durable=True, arguments=retry_args
         )
 
 
-async def _declare_dead_letter_queue(connection: AbstractConnection, service: str) -> None:
+async def _declare_dead_letter_queue(
+    connection: AbstractConnection, service: str, mode: Mode
+) -> None:
     """On a channel of its own: a classic queue lives on one node of a cluster, and while that
     node is down its declaration fails (NOT_FOUND, "home node ... is down"), closing the
     channel. That is said, and the set-up goes on: the queue and its binding exist (they were
     declared when the node was up), and at-least-once dead-lettering keeps a dead letter in its
     quorum queue until the DLQ has confirmed it."""
-    name = dead_letter_queue(service)
+    name = dead_letter_queue(service, mode)
     channel = await connection.channel()
     try:
         dlq = await channel.declare_queue(name, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
@@ -246,17 +286,18 @@ async def _ignore(message: AbstractIncomingMessage) -> None:
     """Nothing is read: with offset `next`, and cancelled at once, nothing is delivered."""
 
 
-async def _declare_all(url: str, retry_delays_ms: list[int]) -> None:
+async def _declare_all(url: str, retry_delays_ms: list[int], mode: Mode) -> None:
     connection = await broker.connect(url)
     async with connection:
-        await declare(connection, await connection.channel(), retry_delays_ms)
+        await declare(connection, await connection.channel(), retry_delays_ms, mode)
 
 
 if __name__ == "__main__":
     # `python -m shared.topology`: the administrator's one-shot set-up (docker-compose.yml's
-    # `topology` job, the no-Docker stack's prepare), with AMQP_URL and RETRY_DELAYS_MS.
+    # `topology` job, the no-Docker stack's prepare), with AMQP_URL, RETRY_DELAYS_MS and
+    # SAGA_MODE.
     from shared.settings import CommonSettings
 
     settings = CommonSettings()
-    asyncio.run(_declare_all(settings.amqp_url, settings.retry_delays_ms))
-    print(f"topology declared on {settings.amqp_url.rsplit('@', 1)[-1]}")
+    asyncio.run(_declare_all(settings.amqp_url, settings.retry_delays_ms, settings.saga_mode))
+    print(f"{settings.saga_mode} topology declared on {settings.amqp_url.rsplit('@', 1)[-1]}")

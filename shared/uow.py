@@ -16,7 +16,7 @@ from opentelemetry import context, trace
 from shared import inbox, outbox, tracing
 from shared.db import Database, Sql
 from shared.envelope import Envelope, wrap
-from shared.events import Event
+from shared.events import Message
 
 
 class UnitOfWork:
@@ -79,7 +79,8 @@ class UnitOfWork:
             })  # fmt: skip
         return await inbox.record(self.sql, envelope)
 
-    def emit(self, event: Event) -> Envelope:
+    def emit(self, event: Message) -> Envelope:
+        """Write an event, or a command, to the outbox at commit."""
         envelope = wrap(event, self._producer, self.cause.message_id if self.cause else None)
         self.emitted.append(envelope)
         self._trace_contexts.append(tracing.current())

@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from scripts.stack import StackConfig
 from shared import broker
 from shared.audit import read_audit
-from shared.system import SERVICE_NAMES
+from shared.system import SERVICE_NAMES, Mode
 from shared.topology import dead_letter_queue, work_queue
 
 
@@ -51,6 +51,8 @@ class Snapshot:
     published_ids: set[str]
     queue_depths: dict[str, int]
     audit_ids: set[str]
+    sagas: dict[str, str] = field(default_factory=dict)  # order id -> saga status (orchestrated)
+    mode: Mode = Mode.CHOREOGRAPHY
 
 
 def _query(config: StackConfig, service: str, sql: str) -> list[dict[str, Any]]:
@@ -88,8 +90,10 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
         )
         unpublished[service] = [str(r["order_id"]) for r in rows if r["published_at"] is None]
         published |= {str(r["message_id"]) for r in rows if r["published_at"] is not None}
+    sagas = _query(config, "order", "SELECT saga_id, status FROM saga_instances")
     return {
         "orders": {str(o["order_id"]): o for o in orders},
+        "sagas": {str(s["saga_id"]): s["status"] for s in sagas},
         "charges": _by_order(
             _query(config, "payment", "SELECT order_id, customer_id, amount_cents FROM charges")
         ),
@@ -124,14 +128,14 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
     }
 
 
-async def read_broker(amqp_url: str) -> tuple[dict[str, int], set[str]]:
+async def read_broker(amqp_url: str, mode: Mode) -> tuple[dict[str, int], set[str]]:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     depths: dict[str, int] = {}
     connection = await broker.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         for service in SERVICE_NAMES:
-            for name in (work_queue(service), dead_letter_queue(service)):
+            for name in (work_queue(service, mode), dead_letter_queue(service, mode)):
                 queue = await channel.declare_queue(name, passive=True)
                 depths[name] = queue.declaration_result.message_count or 0
         audit = {m.message_id for m in await read_audit(connection) if m.message_id}
@@ -151,6 +155,9 @@ def check(snapshot: Snapshot, allowed_dlq: int = 0) -> list[Invariant]:
     known = Invariant("4c. every charge and reservation belongs to a known order")
     delivered = Invariant(
         "5. outboxes published, work queues empty, DLQs as expected, audit complete"
+    )
+    orchestrated = Invariant(
+        "6. orchestrated: every saga COMPLETED (order CONFIRMED) or COMPENSATED (not)"
     )
 
     for order_id, order in snapshot.orders.items():
@@ -236,7 +243,22 @@ def check(snapshot: Snapshot, allowed_dlq: int = 0) -> list[Invariant]:
     delivered.checked += len(snapshot.published_ids)
     for message_id in sorted(missing)[:50]:
         delivered.fail(message_id, "published but not in saga.audit")
-    return [terminal, confirmed, undone, money, stock, known, delivered]
+    _check_sagas(snapshot, orchestrated)
+    return [terminal, confirmed, undone, money, stock, known, delivered, orchestrated]
+
+
+def _check_sagas(snapshot: Snapshot, invariant: Invariant) -> None:
+    for order_id, order in snapshot.orders.items():
+        saga = snapshot.sagas.get(order_id)
+        if saga is None:
+            if snapshot.mode is Mode.ORCHESTRATION:
+                invariant.checked += 1
+                invariant.fail(order_id, "an order without a saga instance")
+            continue
+        invariant.checked += 1
+        expected = "COMPLETED" if order["status"] == "CONFIRMED" else "COMPENSATED"
+        if saga != expected:
+            invariant.fail(order_id, f"saga {saga}, order {order['status']}")
 
 
 def _lines(items: list[dict[str, Any]]) -> Counter[str]:
@@ -247,8 +269,10 @@ def _lines(items: list[dict[str, Any]]) -> Counter[str]:
 
 
 def snapshot(config: StackConfig) -> Snapshot:
-    depths, audit = asyncio.run(read_broker(config.amqp_url))
-    return Snapshot(**read_databases(config), queue_depths=depths, audit_ids=audit)
+    depths, audit = asyncio.run(read_broker(config.amqp_url, config.mode))
+    return Snapshot(
+        **read_databases(config), queue_depths=depths, audit_ids=audit, mode=config.mode
+    )
 
 
 def report(invariants: list[Invariant], as_json: bool = False) -> int:

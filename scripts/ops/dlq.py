@@ -25,7 +25,7 @@ import aio_pika
 from scripts.stack import StackConfig
 from shared import broker
 from shared.dead_letters import Letter, read_letters, replay
-from shared.system import SERVICE_NAMES
+from shared.system import SERVICE_NAMES, Mode
 from shared.topology import dead_letter_queue, work_queue
 
 
@@ -33,7 +33,8 @@ async def run(args: argparse.Namespace) -> int:
     connection = await broker.connect(args.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        letters = await read_letters(channel, args.service)
+        mode = Mode(args.mode)
+        letters = await read_letters(channel, args.service, mode)
         if args.command == "list":
             _print_table(letters)
         elif args.command == "show":
@@ -44,11 +45,12 @@ async def run(args: argparse.Namespace) -> int:
             )
             missing = set(args.ids) - {letter.id for letter in chosen}
             for letter in chosen:
-                await replay(channel, args.service, letter)
-                print(f"replayed {letter.id} ({letter.message.type}) to {work_queue(args.service)}")
+                await replay(channel, args.service, letter, mode)
+                target = work_queue(args.service, mode)
+                print(f"replayed {letter.id} ({letter.message.type}) to {target}")
             if missing:
                 print(
-                    f"not in {dead_letter_queue(args.service)}: {', '.join(sorted(missing))}",
+                    f"not in {dead_letter_queue(args.service, mode)}: {', '.join(sorted(missing))}",
                     file=sys.stderr,
                 )
                 return 1
@@ -63,7 +65,7 @@ async def run(args: argparse.Namespace) -> int:
                 return 1
             for letter in letters:
                 await letter.message.ack()
-            print(f"purged {len(letters)} message(s) from {dead_letter_queue(args.service)}")
+            print(f"purged {len(letters)} message(s) from {dead_letter_queue(args.service, mode)}")
     return 0
 
 
@@ -116,6 +118,13 @@ def main() -> int:
         prog="./saga dlq", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    parser.add_argument(
+        "--mode",
+        choices=list(Mode),
+        default=StackConfig.from_env().mode,
+        help="the stack's mode: orchestrated, payment's and inventory's DLQs are those of their "
+        "command queues (default: SAGA_MODE, or the stack's)",
+    )
     parser.add_argument(
         "--amqp-url",
         default=os.environ.get("AMQP_URL") or StackConfig.from_env().amqp_url,

@@ -3,6 +3,8 @@
 up              create and migrate the databases, start every process, follow all logs;
                 Ctrl-C or SIGTERM stops them all
 up --detach     the same in the background (pid files in var/run); `down` stops them
+up --mode orchestration
+                the same saga coordinated by the order service's orchestrator (SAGA_MODE)
 up --prometheus also a Prometheus on :9090 scraping every process, with the saga's alert rules
 logs NAME...    follow some processes' logs (or: tail -f var/log/NAME.log)
 kill NAME       SIGKILL one process by its pid, as a crash would
@@ -21,7 +23,7 @@ from types import FrameType
 from scripts.stack.follow import follow
 from scripts.stack.processes import Stack
 from scripts.stack.prometheus import DEFAULT_PORT, Prometheus, stop_detached
-from shared.system import PROCESSES
+from shared.system import PROCESSES, Mode
 
 
 def main() -> int:
@@ -33,6 +35,12 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="prepare and start everything")
     up.add_argument("--detach", action="store_true", help="start in the background and return")
+    up.add_argument(
+        "--mode",
+        choices=list(Mode),
+        help="coordinate the saga by choreography (the default) or by the order service's "
+        "orchestrator (SPEC.md, 'Orchestration mode'); or set SAGA_MODE",
+    )
     up.add_argument(
         "--prometheus",
         action="store_true",
@@ -53,6 +61,8 @@ def main() -> int:
         )
     args = parser.parse_args()
     stack = Stack()
+    if getattr(args, "mode", None):
+        stack.config.mode = Mode(args.mode)
 
     if args.command == "prepare":
         stack.prepare()
@@ -90,7 +100,9 @@ def _up(stack: Stack, detach: bool, prometheus: bool) -> int:
         )
         return 1
     stack.prepare()
+    stack.config.save_mode()
     stack.start()
+    print(f"saga coordinated by {stack.config.mode}", flush=True)
     server = Prometheus(stack.config, stack.config.var_dir / "prometheus", DEFAULT_PORT)
     if prometheus:
         server.start()

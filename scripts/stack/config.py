@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from scripts.stack.instances import free_port
 from shared.broker import node_urls
-from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, RELAYS, SERVICE_NAMES
+from shared.system import COMPONENT_NAMES, COMPONENTS, DASHBOARD, RELAYS, SERVICE_NAMES, Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +43,8 @@ class StackConfig:
     # (`order-relay.2`, which also takes its kind's).
     env: dict[str, str] = field(default_factory=dict)
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Choreography or orchestration: SAGA_MODE for every process (SPEC.md).
+    mode: Mode = Mode.CHOREOGRAPHY
     # How to reach rabbitmqctl for the vhost (a test's own broker node needs `-n NODE`).
     rabbitmqctl: list[str] = field(default_factory=lambda: ["rabbitmqctl"])
 
@@ -61,6 +63,7 @@ class StackConfig:
         config.database_prefix = env.get("SAGA_DATABASE_PREFIX", config.database_prefix)
         config.vhost = env.get("SAGA_VHOST", config.vhost)
         config.var_dir = Path(env.get("SAGA_VAR_DIR", config.var_dir))
+        config.mode = Mode(env.get("SAGA_MODE") or config.saved_mode() or config.mode)
         for name in COMPONENT_NAMES:
             if port := env.get(f"SAGA_{name.upper()}_HOST_PORT"):
                 config.ports[name] = int(port)
@@ -85,6 +88,7 @@ class StackConfig:
             "SAGA_DATABASE_PREFIX": self.database_prefix,
             "SAGA_VHOST": self.vhost,
             "SAGA_VAR_DIR": str(self.var_dir),
+            "SAGA_MODE": self.mode,
             **{f"SAGA_{name.upper()}_HOST_PORT": str(self.ports[name]) for name in COMPONENT_NAMES},
         }
 
@@ -185,3 +189,13 @@ class StackConfig:
     @property
     def run_dir(self) -> Path:
         return self.var_dir / "run"
+
+    def save_mode(self) -> None:
+        """Kept beside the pid files by `up`: a process started again later (`start NAME`,
+        chaos) runs in the stack's mode."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "mode").write_text(self.mode)
+
+    def saved_mode(self) -> str | None:
+        path = self.run_dir / "mode"
+        return path.read_text().strip() if path.exists() else None

@@ -71,6 +71,7 @@ class Stack:
             # The administrator declared the topology in `prepare`; each process, as its own
             # broker user, declares only its own queues.
             "DECLARE_TOPOLOGY": "own",
+            "SAGA_MODE": c.mode,
             **c.env,
             **c.process_env.get(kind, {}),
             **(c.process_env.get(name, {}) if name != kind else {}),

@@ -25,7 +25,12 @@ class Provisioner:
         self.create_broker_users()
         subprocess.run(
             [sys.executable, "-m", "shared.topology"],
-            env={**os.environ, "AMQP_URL": self.config.amqp_url, **self.config.env},
+            env={
+                **os.environ,
+                "AMQP_URL": self.config.amqp_url,
+                "SAGA_MODE": self.config.mode,
+                **self.config.env,
+            },
             cwd=ROOT,
             check=True,
             stdout=subprocess.DEVNULL,

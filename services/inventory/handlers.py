@@ -1,5 +1,6 @@
 """The inventory service's reactions: reserve an order's lines once it is paid (all or none),
-release them if the saga is cancelled.
+release them if the saga is cancelled; and, in orchestration mode, the same steps as commands
+(COMMAND_HANDLERS), by the same SQL.
 
 Every handler runs under the saga's advisory lock (shared/inbox.py); stock rows are locked in
 sku order, so two reservations sharing skus can wait on each other but never deadlock. The SQL
@@ -11,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from shared import cancellations
+from shared.commands import ReleaseInventory, ReserveInventory
 from shared.events import (
     InventoryFailed,
     InventoryReleased,
@@ -56,7 +58,7 @@ RETURN_STOCK = """
     WHERE p.sku = w.sku
 """
 RESERVATION_OF_ORDER = """
-    SELECT r.reservation_id, r.items, l.release_id
+    SELECT r.reservation_id, r.items, l.release_id, l.reason AS release_reason
     FROM reservations r LEFT JOIN releases l USING (reservation_id)
     WHERE r.order_id = %(order_id)s
 """
@@ -83,14 +85,22 @@ def _describe(wanted: dict[str, int]) -> str:
 
 
 async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
-    sql, order_id = uow.sql, event.order_id
+    return await _reserve(uow, event.order_id, event.items)
+
+
+async def reserve_on_command(uow: UnitOfWork, command: ReserveInventory) -> str:
+    return await _reserve(uow, command.order_id, command.items)
+
+
+async def _reserve(uow: UnitOfWork, order_id: UUID, items: list[Item]) -> str:
+    sql = uow.sql
     known = await sql.first(KNOWN, order_id=order_id)
     if known.cancelled:
         uow.emit(InventoryFailed(order_id=order_id, reason="order_cancelled"))
         return "not reserved, the order was cancelled first"
     if known.reserved:
         return "already reserved"
-    wanted = units_per_sku(event.items)
+    wanted = units_per_sku(items)
     locked = await sql.all(LOCK_STOCK, skus=list(wanted))
     available = {sku: units for sku, units in locked}
     for sku, quantity in wanted.items():  # all lines or none
@@ -105,12 +115,12 @@ async def reserve_stock(uow: UnitOfWork, event: PaymentSucceeded) -> str:
         RESERVE,
         reservation_id=reservation_id,
         order_id=order_id,
-        items=items_json(event.items),
+        items=items_json(items),
         **_as_arrays(wanted),
     )
     if reserved != 1:  # impossible under the row locks; refuse rather than guess
         raise RuntimeError(f"stock for order {order_id} changed under its locks")
-    uow.emit(InventoryReserved(order_id=order_id, reservation_id=reservation_id, items=event.items))
+    uow.emit(InventoryReserved(order_id=order_id, reservation_id=reservation_id, items=items))
     return f"reserved {_describe(wanted)}"
 
 
@@ -120,13 +130,33 @@ async def release_for_cancelled_order(uow: UnitOfWork, event: OrderCancelled) ->
     return await _release(uow, event.order_id, "order_cancelled")
 
 
-async def _release(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
-    """Give the stock back once: a new release record, the reservation itself untouched."""
+async def release_on_command(uow: UnitOfWork, command: ReleaseInventory) -> str:
+    # Remembered for good, as a cancellation is: a ReserveInventory that arrives after this is
+    # refused, so the release's answer stays true.
+    await cancellations.remember(uow.sql, command.order_id, command.reason)
+    return await _release(uow, command.order_id, command.reason, answer=True)
+
+
+async def _release(uow: UnitOfWork, order_id: UUID, reason: str, answer: bool = False) -> str:
+    """Give the stock back once: a new release record, the reservation itself untouched.
+
+    `answer`: the orchestrator asked, and sends the command again until it hears back, so every
+    outcome replies: InventoryReleased (now or before) or, never reserved, InventoryFailed."""
     sql = uow.sql
     reservation = await sql.first(RESERVATION_OF_ORDER, order_id=order_id)
     if reservation is None:
+        if answer:
+            uow.emit(InventoryFailed(order_id=order_id, reason="order_cancelled"))
         return "nothing to release, never reserved"
     if reservation.release_id is not None:
+        if answer:
+            uow.emit(
+                InventoryReleased(
+                    order_id=order_id,
+                    reservation_id=reservation.reservation_id,
+                    reason=reservation.release_reason,
+                )
+            )
         return "already released"
     wanted = units_per_sku([Item.model_validate(item) for item in reservation.items])
     await sql.all(LOCK_STOCK, skus=list(wanted))
@@ -150,4 +180,8 @@ async def _release(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
 HANDLERS: dict[str, Handler] = {
     "payment.succeeded": reserve_stock,
     "order.cancelled": release_for_cancelled_order,
+}
+COMMAND_HANDLERS: dict[str, Handler] = {
+    "inventory.reserve": reserve_on_command,
+    "inventory.release": release_on_command,
 }

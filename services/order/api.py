@@ -11,12 +11,14 @@ from pydantic import BaseModel
 
 from services.order import commands
 from services.order.commands import IdempotencyKeyReused, NotCancellable, PlaceOrder
+from services.order.orchestrator import Orchestration
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
 from shared.events import BIGINT, Item
 from shared.http import BODY, Invalid, Problem, answers
 from shared.service import DatabaseDep, UnitOfWorkDep
+from shared.system import Mode
 
 router = APIRouter(tags=["orders"])
 
@@ -27,6 +29,14 @@ async def _settings(request: Request) -> OrderSettings:
 
 
 SettingsDep = Annotated[OrderSettings, Depends(_settings)]
+
+
+def _orchestrated(settings: OrderSettings) -> Orchestration | None:
+    if settings.saga_mode is not Mode.ORCHESTRATION:
+        return None
+    return Orchestration(settings.compensation_resend_seconds)
+
+
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$"),
@@ -99,7 +109,7 @@ async def create_order(
     async with uow:
         try:
             placed = await commands.place_order(
-                uow, body, settings.order_deadline_seconds, idempotency_key
+                uow, body, settings.order_deadline_seconds, idempotency_key, _orchestrated(settings)
             )
         except IdempotencyKeyReused:
             raise HTTPException(422, "Idempotency-Key was already used with another body") from None

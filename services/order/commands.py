@@ -1,8 +1,9 @@
 """The order service's write side: placing an order and cancelling one.
 
-The routes, the reaper and (later) an orchestrator all call these, each in its own unit of
-work; a route only turns HTTP into a command and the outcome back into HTTP, as cosmicpython's
-routes hand a command to the service layer. Reads stay apart, in the routes.
+The routes and the reaper call these, each in its own unit of work; a route only turns HTTP
+into a command and the outcome back into HTTP, as cosmicpython's routes hand a command to the
+service layer. Reads stay apart, in the routes. In orchestration mode each also drives the
+order's saga (services/order/orchestrator.py): placing starts it, cancelling compensates.
 """
 
 import hashlib
@@ -14,7 +15,8 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.order import metrics
+from services.order import metrics, orchestrator
+from services.order.orchestrator import Orchestration
 from services.order.state import TERMINAL, Status, move
 from shared import tracing
 from shared.events import Item, Name, OrderCancelled, OrderCreated, items_json
@@ -79,9 +81,10 @@ async def place_order(
     command: PlaceOrder,
     deadline_seconds: float,
     idempotency_key: str | None = None,
+    orchestrated: Orchestration | None = None,
 ) -> Placed:
-    """A new PENDING order and its OrderCreated; or, for a key seen before with the same body,
-    the order it placed then."""
+    """A new PENDING order and its OrderCreated (and, orchestrated, its saga); or, for a key
+    seen before with the same body, the order it placed then."""
     order_id = uuid4()
     total = sum(item.quantity * item.unit_price_cents for item in command.items)
     deadline = datetime.now(UTC) + timedelta(seconds=deadline_seconds)
@@ -113,6 +116,8 @@ async def place_order(
             deadline_at=deadline,
         )
     )
+    if orchestrated is not None:
+        await orchestrator.start(uow, order_id, deadline, orchestrated)
     return Placed(row, created=True)
 
 
@@ -120,13 +125,15 @@ async def cancel_order(
     uow: UnitOfWork, order_id: UUID, reason: Literal["timeout", "customer"]
 ) -> tuple[Status, list[Status]]:
     """Move an in-flight order to CANCELLED and announce it, so payment refunds and inventory
-    releases. Returns where the order was and the steps it took: none if it was CANCELLED
-    already. Raises UnknownOrder, or NotCancellable past the pivot."""
+    releases (orchestrated: its saga sends the refund and the release). Returns where the order
+    was and the steps it took: none if it was CANCELLED already. Raises UnknownOrder, or
+    NotCancellable past the pivot."""
     current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason=reason)
     if steps:
         stored = await uow.sql.scalar(TRACE_OF_ORDER, order_id=order_id)
         with tracing.continuing(stored, f"cancel order ({reason})"):
             uow.emit(OrderCancelled(order_id=order_id, reason=reason))
+            await orchestrator.cancelled(uow, order_id)
         await metrics.finished(uow, order_id, Status.CANCELLED, reason)
     elif current in TERMINAL and current is not Status.CANCELLED:
         raise NotCancellable(current)

@@ -1,5 +1,9 @@
 """The order service's reactions to the saga's events. Each moves the order through the state
-machine (services/order/state.py) and announces a terminal outcome."""
+machine (services/order/state.py) and announces a terminal outcome. The orchestrator
+(services/order/orchestrator.py) moves the order by the same three steps: `pay`, `confirm` and
+`reject`."""
+
+from uuid import UUID
 
 from services.order import metrics
 from services.order.state import Status, UnknownOrder, describe, move
@@ -15,7 +19,7 @@ from shared.uow import Handler, UnitOfWork
 
 
 async def _move(
-    uow: UnitOfWork, order_id, target: Status, reason: str | None = None
+    uow: UnitOfWork, order_id: UUID, target: Status, reason: str | None = None
 ) -> tuple[str, bool]:
     cause = uow.cause.message_id if uow.cause else None
     try:
@@ -25,34 +29,42 @@ async def _move(
     return describe(current, steps), bool(steps) and steps[-1] is target
 
 
-async def mark_paid(uow: UnitOfWork, event: PaymentSucceeded) -> str:
-    what, _ = await _move(uow, event.order_id, Status.PAID)
+async def pay(uow: UnitOfWork, order_id: UUID) -> str:
+    what, _ = await _move(uow, order_id, Status.PAID)
     return what
 
 
-async def confirm_order(uow: UnitOfWork, event: InventoryReserved) -> str:
-    what, moved = await _move(uow, event.order_id, Status.CONFIRMED)
+async def confirm(uow: UnitOfWork, order_id: UUID) -> str:
+    what, moved = await _move(uow, order_id, Status.CONFIRMED)
     if moved:
-        uow.emit(OrderConfirmed(order_id=event.order_id))
-        await metrics.finished(uow, event.order_id, Status.CONFIRMED, None)
+        uow.emit(OrderConfirmed(order_id=order_id))
+        await metrics.finished(uow, order_id, Status.CONFIRMED, None)
     return what
 
 
-async def reject_for_declined_payment(uow: UnitOfWork, event: PaymentFailed) -> str:
-    return await _reject(uow, event.order_id, event.reason)
-
-
-async def reject_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -> str:
-    return await _reject(uow, event.order_id, event.reason)
-
-
-async def _reject(uow: UnitOfWork, order_id, reason: str) -> str:
+async def reject(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
     what, moved = await _move(uow, order_id, Status.REJECTED, reason)
     if moved:
         uow.emit(OrderRejected(order_id=order_id, reason=reason))
         await metrics.finished(uow, order_id, Status.REJECTED, reason)
         return f"{what} ({reason})"
     return what
+
+
+async def mark_paid(uow: UnitOfWork, event: PaymentSucceeded) -> str:
+    return await pay(uow, event.order_id)
+
+
+async def confirm_order(uow: UnitOfWork, event: InventoryReserved) -> str:
+    return await confirm(uow, event.order_id)
+
+
+async def reject_for_declined_payment(uow: UnitOfWork, event: PaymentFailed) -> str:
+    return await reject(uow, event.order_id, event.reason)
+
+
+async def reject_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -> str:
+    return await reject(uow, event.order_id, event.reason)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -27,6 +27,10 @@ DURATION = Histogram(
 )
 IN_FLIGHT = Gauge("saga_sagas_in_flight", "Orders placed and not yet in a terminal state.")
 OVERDUE = Gauge("saga_sagas_overdue", "In-flight orders past their deadline, not yet cancelled.")
+NEEDING_ATTENTION = Gauge(
+    "saga_sagas_needing_attention",
+    "Orchestrated sagas whose compensation went unanswered after every send: for a person.",
+)
 
 AGE = "SELECT extract(epoch FROM now() - created_at) FROM orders WHERE order_id = %(order_id)s"
 

@@ -13,3 +13,6 @@ class OrderSettings(ServiceSettings):
     reaper_interval_seconds: float = Field(default=1.0, gt=0)
     # Off only to watch overdue orders pile up (GET /orders?overdue=true, saga_sagas_overdue).
     reaper_enabled: bool = True
+    # Orchestrated: an unanswered compensation goes out again after this long, doubling each
+    # time, until it has gone out MAX_SENDS times (services/order/saga.py).
+    compensation_resend_seconds: float = Field(default=5.0, gt=0)

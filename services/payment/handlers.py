@@ -1,4 +1,5 @@
-"""The payment service's reactions: charge for a new order, refund when the saga fails.
+"""The payment service's reactions: charge for a new order, refund when the saga fails; and, in
+orchestration mode, the same steps as commands (COMMAND_HANDLERS), by the same SQL.
 
 Every handler runs under the saga's advisory lock (shared/inbox.py), so "was this order
 cancelled?" and "was it charged?" cannot race with the answer changing. The SQL is written out
@@ -9,8 +10,10 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from shared import cancellations
+from shared.commands import ChargePayment, RefundPayment
 from shared.events import (
     InventoryFailed,
+    Item,
     OrderCancelled,
     OrderCreated,
     PaymentFailed,
@@ -45,7 +48,9 @@ BALANCE = "SELECT balance_cents FROM accounts WHERE customer_id = %(customer_id)
 CHARGE_OF_ORDER = """
     SELECT payment_id, customer_id, amount_cents FROM charges WHERE order_id = %(order_id)s
 """
-IS_REFUNDED = "SELECT true FROM refunds WHERE order_id = %(order_id)s"
+REFUND_OF_ORDER = """
+    SELECT refund_id, amount_cents, reason FROM refunds WHERE order_id = %(order_id)s
+"""
 RECORD_REFUND = """
     INSERT INTO refunds (refund_id, payment_id, order_id, amount_cents, reason)
     VALUES (%(refund_id)s, %(payment_id)s, %(order_id)s, %(amount)s, %(reason)s)
@@ -57,12 +62,19 @@ CREDIT = """
 
 
 async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
-    sql, order_id, customer, amount = (
-        uow.sql,
-        event.order_id,
-        event.customer_id,
-        event.total_cents,
+    return await _charge(uow, event.order_id, event.customer_id, event.total_cents, event.items)
+
+
+async def charge_on_command(uow: UnitOfWork, command: ChargePayment) -> str:
+    return await _charge(
+        uow, command.order_id, command.customer_id, command.amount_cents, command.items
     )
+
+
+async def _charge(
+    uow: UnitOfWork, order_id: UUID, customer: str, amount: int, items: list[Item]
+) -> str:
+    sql = uow.sql
     known = await sql.first(KNOWN, order_id=order_id)
     if known.cancelled:
         uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
@@ -84,7 +96,7 @@ async def charge_for_order(uow: UnitOfWork, event: OrderCreated) -> str:
             payment_id=payment_id,
             customer_id=customer,
             amount_cents=amount,
-            items=event.items,
+            items=items,
         )
     )
     return f"charged {amount} to {customer} (balance {balance})"
@@ -100,13 +112,36 @@ async def refund_for_cancelled_order(uow: UnitOfWork, event: OrderCancelled) -> 
     return await _refund(uow, event.order_id, "order_cancelled")
 
 
-async def _refund(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
-    """Credit the charge back once: a new refund record, the charge itself untouched."""
+async def refund_on_command(uow: UnitOfWork, command: RefundPayment) -> str:
+    # Remembered for good, as a cancellation is: a ChargePayment that arrives after this (it
+    # waited out a retry, say) is refused, so the refund's answer stays true.
+    await cancellations.remember(uow.sql, command.order_id, command.reason)
+    return await _refund(uow, command.order_id, command.reason, answer=True)
+
+
+async def _refund(uow: UnitOfWork, order_id: UUID, reason: str, answer: bool = False) -> str:
+    """Credit the charge back once: a new refund record, the charge itself untouched.
+
+    `answer`: the orchestrator asked, and sends the command again until it hears back, so every
+    outcome replies: PaymentRefunded (now or before) or, never charged, PaymentFailed."""
     sql = uow.sql
     charge = await sql.first(CHARGE_OF_ORDER, order_id=order_id)
     if charge is None:
+        if answer:
+            uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
         return "nothing to refund, never charged"
-    if await sql.scalar(IS_REFUNDED, order_id=order_id):
+    refund = await sql.first(REFUND_OF_ORDER, order_id=order_id)
+    if refund is not None:
+        if answer:
+            uow.emit(
+                PaymentRefunded(
+                    order_id=order_id,
+                    payment_id=charge.payment_id,
+                    refund_id=refund.refund_id,
+                    amount_cents=refund.amount_cents,
+                    reason=refund.reason,
+                )
+            )
         return "already refunded"
     refund_id = uuid4()
     await sql.execute(
@@ -135,4 +170,8 @@ HANDLERS: dict[str, Handler] = {
     "order.created": charge_for_order,
     "order.cancelled": refund_for_cancelled_order,
     "inventory.failed": refund_for_failed_inventory,
+}
+COMMAND_HANDLERS: dict[str, Handler] = {
+    "payment.charge": charge_on_command,
+    "payment.refund": refund_on_command,
 }

@@ -2,21 +2,61 @@
 
 import pytest
 
+from services.inventory.handlers import COMMAND_HANDLERS as INVENTORY_COMMANDS
 from services.inventory.handlers import HANDLERS as INVENTORY
 from services.inventory.handlers import units_per_sku
 from services.order.handlers import HANDLERS as ORDER
+from services.order.orchestrator import REPLY_HANDLERS
+from services.order.saga import REPLIES
+from services.payment.handlers import COMMAND_HANDLERS as PAYMENT_COMMANDS
 from services.payment.handlers import HANDLERS as PAYMENT
-from shared.events import TYPE_BY_ROUTING_KEY, Item
+from shared import topology
+from shared.commands import COMMAND_TYPES, MESSAGE_TYPE_BY_ROUTING_KEY, Command
+from shared.events import TYPE_BY_ROUTING_KEY, Event, Item
 from shared.faults import Faults, InjectedFault
-from shared.system import SERVICES, Service
+from shared.system import ORDER as ORDER_SERVICE
+from shared.system import SERVICES, Mode, Service
 
 HANDLERS = {"order": ORDER, "payment": PAYMENT, "inventory": INVENTORY}
+# Orchestrated: the orchestrator takes the replies, the participants their commands.
+ORCHESTRATED = {
+    "order": REPLY_HANDLERS,
+    "payment": PAYMENT_COMMANDS,
+    "inventory": INVENTORY_COMMANDS,
+}
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
 def test_each_queue_is_bound_to_exactly_the_keys_its_service_handles(service: Service) -> None:
     assert set(HANDLERS[service.name]) == set(service.consumes)
     assert all(key in TYPE_BY_ROUTING_KEY for key in service.consumes)
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_orchestrated_each_queue_is_bound_to_exactly_the_keys_its_service_handles(
+    service: Service,
+) -> None:
+    keys = service.keys(Mode.ORCHESTRATION)
+    assert set(ORCHESTRATED[service.name]) == set(keys)
+    kinds = {Command if service.commands else Event}
+    assert {MESSAGE_TYPE_BY_ROUTING_KEY[key].__base__ for key in keys} == kinds
+
+
+def test_the_orchestrator_takes_every_reply_of_its_step_table_and_every_command_has_a_taker() -> (
+    None
+):
+    replies = {TYPE_BY_ROUTING_KEY[key].__name__ for key in ORDER_SERVICE.replies}
+    assert replies == set(REPLIES)
+    taken = {key for service in SERVICES for key in service.commands}
+    assert taken == {cls.routing_key for cls in COMMAND_TYPES.values()}
+    assert {topology.exchange_of(key) for key in taken} == {topology.COMMANDS_EXCHANGE}
+
+
+def test_queue_names_follow_the_mode() -> None:
+    assert topology.work_queue("payment", Mode.ORCHESTRATION) == "payment.commands"
+    assert topology.dead_letter_queue("inventory", Mode.ORCHESTRATION) == "inventory.commands.dlq"
+    assert topology.work_queue("order", Mode.ORCHESTRATION) == "order.events"
+    assert topology.retry_queue("payment", 200) == "payment.events.retry.200ms"
 
 
 def test_a_service_never_consumes_its_own_events() -> None:
