@@ -87,9 +87,14 @@ def service_permissions(service: str) -> tuple[str, str, str]:
 
 
 def _kinds_of(service: str) -> list[Mode]:
-    """One mode per kind of work queue the service may have: its event queue, and its command
+    """One mode per kind of work queue the service has: its event queue, and its command
     queue if it takes commands."""
     return [Mode.CHOREOGRAPHY] + ([Mode.ORCHESTRATION] if service_of(service).commands else [])
+
+
+def work_queues(service: str) -> list[str]:
+    """Every work queue of the service, whichever the mode: `payment.events`, `payment.commands`."""
+    return [work_queue(service, mode) for mode in _kinds_of(service)]
 
 
 def work_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
@@ -203,20 +208,48 @@ async def _declare_queues_of(
     retry_delays_ms: list[int],
     mode: Mode,
 ) -> None:
+    """The service's work queue of `mode`, with its dead-letter and delay queues, bound to that
+    mode's keys and to no other key the service ever takes; and its other work queue, if a run
+    in the other mode left one, unbound: a stack switched from one mode to the other routes
+    nothing to a queue it no longer reads, nor a key it no longer handles."""
+    this = service_of(service)
+    name = work_queue(service, mode)
+    every_key = sorted({*this.consumes, *this.commands, *this.replies})
     await _declare_dead_letter_queue(connection, service, mode)
     queue = await channel.declare_queue(
-        work_queue(service, mode), durable=True, arguments=work_queue_arguments(service, mode)
+        name, durable=True, arguments=work_queue_arguments(service, mode)
     )
-    for key in service_of(service).keys(mode):
-        await queue.bind(exchanges[exchange_of(key)], routing_key=key)
+    for key in every_key:
+        if key in this.keys(mode):
+            await queue.bind(exchanges[exchange_of(key)], routing_key=key)
+        else:  # an unbind that finds no binding is a no-op
+            await queue.unbind(exchanges[exchange_of(key)], routing_key=key)
     # One delay queue per retry delay: a message waits out its TTL there, then is dead-lettered
     # back to the work queue. Per-delay queues keep a 30 s wait from holding up a 1 s one (a
     # queue only expires messages at its head).
     for delay_ms in retry_delays_ms:
-        retry_args = _quorum("", work_queue(service, mode)) | {"x-message-ttl": delay_ms}
+        retry_args = _quorum("", name) | {"x-message-ttl": delay_ms}
         await channel.declare_queue(
             retry_queue(service, delay_ms, mode), durable=True, arguments=retry_args
         )
+    for other in set(work_queues(service)) - {name}:
+        await _unbind_if_declared(connection, other, exchanges, every_key)
+
+
+async def _unbind_if_declared(
+    connection: AbstractConnection, name: str, exchanges: Exchanges, keys: list[str]
+) -> None:
+    """On a channel of its own, as a passive declaration of a missing queue closes it."""
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        for key in keys:
+            await queue.unbind(exchanges[exchange_of(key)], routing_key=key)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        pass  # never declared: nothing to undo
+    finally:
+        if not channel.is_closed:
+            await channel.close()
 
 
 async def _declare_dead_letter_queue(

@@ -24,7 +24,7 @@ from typing import Any
 
 from scripts.stack import images
 from scripts.stack.config import ROOT, StackConfig
-from shared.system import COMPONENTS, SERVICES
+from shared.system import COMPONENTS, SERVICES, Mode
 
 BASE_FILE, CHAOS_FILE = "docker-compose.yml", "docker-compose.chaos.yml"
 COMPOSE_FILES = (BASE_FILE, CHAOS_FILE)
@@ -221,6 +221,7 @@ class Compose:
             amqp_user=env.get("RABBITMQ_DEFAULT_USER", "saga-admin"),
             amqp_password=env.get("RABBITMQ_DEFAULT_PASS", "admin-dev-password"),
             ports={name: port.of(env) for name, port in API_PORTS.items()},
+            mode=Mode(env.get("SAGA_MODE") or Mode.CHOREOGRAPHY),
         )
 
     def _check_ports(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.db import Database
 from shared.envelope import Envelope, wrap
-from shared.events import Event
+from shared.events import Message
 from shared.uow import Handler, UnitOfWork
 from tests.clients.database import rows
 
@@ -26,8 +26,9 @@ class Handled:
         return self.emitted[index].data
 
 
-async def apply(database: Database, service: str, handler: Handler, event: Event) -> Handled:
-    """Deliver `event` to `handler` in a new message; fail if the inbox calls it a duplicate."""
+async def apply(database: Database, service: str, handler: Handler, event: Message) -> Handled:
+    """Deliver `event` (or a command) to `handler` in a new message; fail if the inbox calls it a
+    duplicate."""
     cause = wrap(event, producer="test", causation_id=None)
     async with UnitOfWork(database, service) as uow:
         assert await uow.accept(cause), "a new message id is never a duplicate"

@@ -13,6 +13,8 @@ from aio_pika.abc import AbstractChannel
 
 from scripts.chaos.stream_loss import experiment
 from scripts.stack.instances import Broker, own_broker
+from shared import topology
+from shared.system import Mode
 from shared.topology import DEAD_LETTER_QUEUE_ARGUMENTS, DELIVERY_LIMIT, work_queue_arguments
 from tests.conftest import BROKERS
 
@@ -112,3 +114,52 @@ async def test_every_confirmed_publish_reaches_the_stream_across_restarts_with_t
     confirmed, missing = await experiment(broker, restarts=1, wait=True)
     assert confirmed > 100
     assert missing == 0
+
+
+async def test_a_topology_switched_between_modes_routes_only_to_that_modes_queues(
+    broker: Broker,
+) -> None:
+    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{broker.port}/")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+
+        async def depths_after(mode: Mode, *sends: tuple[str, str]) -> dict[str, int | None]:
+            """What each queue holds after the sends (None: no such queue)."""
+            exchanges = await topology.declare(connection, channel, [100], mode)
+            names = ("payment.events", "payment.commands", "order.events")
+            for name in names:
+                await _purge_if_declared(connection, name)
+            for exchange, key in sends:
+                await exchanges[exchange].publish(aio_pika.Message(b"{}"), routing_key=key)
+            return {name: await _purge_if_declared(connection, name) for name in names}
+
+        events, commands = topology.EVENTS_EXCHANGE, topology.COMMANDS_EXCHANGE
+        assert await depths_after(Mode.CHOREOGRAPHY, (events, "order.created")) == {
+            "payment.events": 1, "payment.commands": None, "order.events": 0,
+        }  # fmt: skip
+        # Orchestrated: OrderCreated reaches no participant; the command and the refund's
+        # reply do.
+        assert await depths_after(
+            Mode.ORCHESTRATION,
+            (events, "order.created"), (commands, "payment.charge"), (events, "payment.refunded"),
+        ) == {"payment.events": 0, "payment.commands": 1, "order.events": 1}  # fmt: skip
+        # And back: the command queue is unbound, and order.events takes no refund it has no
+        # handler for.
+        assert await depths_after(
+            Mode.CHOREOGRAPHY,
+            (events, "order.created"), (commands, "payment.charge"), (events, "payment.refunded"),
+        ) == {"payment.events": 1, "payment.commands": 0, "order.events": 0}  # fmt: skip
+
+
+async def _purge_if_declared(connection: aio_pika.abc.AbstractConnection, name: str) -> int | None:
+    """Empty the queue and say how many messages it held; None if there is no such queue (on a
+    channel of its own, which a passive declaration of a missing queue closes)."""
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        return (await queue.purge()).message_count
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
