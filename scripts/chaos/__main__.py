@@ -3,6 +3,7 @@
     python -m scripts.chaos [--seconds 60] [--orders 600] [--replicas 1] [--seed 1]
     python -m scripts.chaos --cluster [--kinds node,link] [--seconds 60] [--orders 600]
     python -m scripts.chaos --target compose [--seconds 60] [--orders 600] [--seed 1]
+    python -m scripts.chaos --mode orchestration ...   the same on the orchestrated saga
 
 While scripts/perf/load.py places orders, it repeatedly picks a component (a service, a relay, the
 broker, a database) and either kills it (SIGKILL) and starts it again after a random pause, or
@@ -62,16 +63,16 @@ from scripts.stack.instances import (
     free_port,
     own_broker,
 )
-from shared.system import PROCESSES, RELAYS, SERVICE_NAMES
+from shared.system import PROCESSES, RELAYS, SERVICE_NAMES, Mode
 
 
 def build_stack(
-    replicas: int, var_dir: Path, rabbit: Broker, postgres: OwnPostgres
+    replicas: int, var_dir: Path, rabbit: Broker, postgres: OwnPostgres, mode: Mode
 ) -> tuple[Stack, list[str]]:
     """The chaos stack, and the names of the second copies to start beside the first."""
     config = StackConfig.isolated(
         "sagachaos", var_dir, amqp_port=rabbit.port, vhost="/", pg_port=postgres.port,
-        rabbitmqctl=rabbit.rabbitmqctl,
+        rabbitmqctl=rabbit.rabbitmqctl, mode=mode,
         amqp_ports=rabbit.ports if isinstance(rabbit, OwnRabbitMQCluster) else [],
     )  # fmt: skip
     for copy in range(2, replicas + 1):
@@ -132,6 +133,11 @@ def main() -> int:
         help=f"the kinds of component hit, comma-separated, of {','.join(KINDS)} (default: "
         f"all but {NODE}; with --cluster, all but {BROKER})",
     )  # fmt: skip
+    parser.add_argument(
+        "--mode", choices=list(Mode), default=Mode.CHOREOGRAPHY,
+        help="how the saga is coordinated (SAGA_MODE): the checker then also holds every saga "
+        "instance to its order (invariant 6)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -169,11 +175,15 @@ def run_locally(args: argparse.Namespace, console: Console) -> int:
         else own_broker(args.broker, var_dir / "rabbitmq")
     )
     postgres = OwnPostgres()
-    console.print(f"chaos: seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}")
+    console.print(
+        f"chaos ({args.mode}): seed {args.seed}, {args.seconds:.0f} s of faults, logs in {var_dir}"
+    )
     rabbit.start()
     postgres.start()
     proxy = FaultProxy()
-    stack, extra_names = build_stack(args.replicas, var_dir / "stack", rabbit, postgres)
+    stack, extra_names = build_stack(
+        args.replicas, var_dir / "stack", rabbit, postgres, Mode(args.mode)
+    )
     route_through(proxy, stack.config, [*PROCESSES, *extra_names])
     try:
         stack.prepare()
@@ -199,8 +209,13 @@ def run_on_compose(args: argparse.Namespace, console: Console) -> int:
     if args.replicas != 1:
         console.print("--replicas 2 is for the local target: compose publishes one port each")
         return 2
-    compose = Compose(files=(*COMPOSE_FILES, CLUSTER_FILE) if args.cluster else COMPOSE_FILES)
-    console.print(f"chaos on docker compose: seed {args.seed}, {args.seconds:.0f} s of faults")
+    compose = Compose(
+        env={"SAGA_MODE": args.mode},
+        files=(*COMPOSE_FILES, CLUSTER_FILE) if args.cluster else COMPOSE_FILES,
+    )
+    console.print(
+        f"chaos on docker compose ({args.mode}): seed {args.seed}, {args.seconds:.0f} s of faults"
+    )
     try:
         compose.up()
         outcome = inflict(ComposeTarget(compose, compose.config()), args, console)
@@ -259,6 +274,7 @@ def summarize(
         print(json.dumps({
             "seed": args.seed,
             "target": args.target,
+            "mode": args.mode,
             "faults": [vars(fault) for fault in chaos.faults],
             "load": result.as_dict(),
             "memory": held,

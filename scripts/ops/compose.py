@@ -1,8 +1,9 @@
 """The docker compose stack, run for you: images resolved, ports checked, health awaited.
 
-    ./saga compose up [--chaos] [--tracing] [--cluster]   build and start docker-compose.yml,
-                                    wait until all is healthy; --tracing adds the trace viewer
-                                    (Phoenix), --cluster three RabbitMQ nodes for one
+    ./saga compose up [--chaos] [--tracing] [--cluster] [--mode orchestration]   build and start
+                                    docker-compose.yml, wait until all is healthy; --tracing
+                                    adds the trace viewer (Phoenix), --cluster three RabbitMQ
+                                    nodes for one, --mode the orchestrated saga
     ./saga compose down [--volumes] [--cluster]   stop and remove the containers (and, with
                                     --volumes, the data)
     ./saga compose status           each container's state and health
@@ -28,6 +29,7 @@ from scripts.stack.compose import (
     Compose,
     ComposeError,
 )
+from shared.system import Mode
 
 
 def main() -> int:
@@ -42,6 +44,10 @@ def main() -> int:
     up.add_argument(
         "--tracing", action="store_true",
         help="the tracing profile: a trace viewer, and every process exporting spans to it",
+    )  # fmt: skip
+    up.add_argument(
+        "--mode", choices=list(Mode),
+        help="choreography (the default) or orchestration: SAGA_MODE for every process",
     )  # fmt: skip
     down = commands.add_parser("down", help="stop and remove the containers")
     down.add_argument("--volumes", action="store_true", help="and the data volumes")
@@ -59,13 +65,14 @@ def main() -> int:
     }
     compose = Compose(
         files=(BASE_FILE, *(name for name, wanted in overrides.items() if wanted)),
+        env={"SAGA_MODE": args.mode} if getattr(args, "mode", None) else None,
         tracing=getattr(args, "tracing", False),
     )
     try:
         if args.command == "up":
             compose.up()
             config = compose.config()
-            print(f"compose stack {compose.project} is up: {config.addresses()}")
+            print(f"compose stack {compose.project} is up ({config.mode}): {config.addresses()}")
             if compose.tracing:
                 print(f"traces: http://127.0.0.1:{TRACE_VIEWER_PORT.of(compose.env)}")
         elif args.command == "down":

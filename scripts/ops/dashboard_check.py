@@ -28,7 +28,7 @@ POSITION = "SELECT next_offset FROM stream_position"
 
 
 def check_dashboard(config: StackConfig, within_seconds: float = 120) -> Invariant:
-    invariant = Invariant("6. the dashboard projects every audit message once; a rebuild agrees")
+    invariant = Invariant("7. the dashboard projects every audit message once; a rebuild agrees")
     size = asyncio.run(_stream_size(config.amqp_url))
     live = _projected(config, size, within_seconds, invariant)
     if live is None:

@@ -132,6 +132,15 @@ class Compose:
         self.ensure_engine()
         self.env |= images.resolve(self.env, tracing=self.tracing)
         self._check_ports()
+        wanted, running = self.env.get("SAGA_MODE"), self.running_mode()
+        if running and not wanted:  # `up` again keeps the stack's mode
+            self.env["SAGA_MODE"] = wanted = running
+        if running and wanted != running:
+            # Its queues and their bindings (and its databases' sagas) are the other mode's.
+            raise ComposeError(
+                f"the stack runs in {running}; to run it in {wanted}, take it down with its "
+                "data first: ./saga compose down --volumes"
+            )
         try:
             self.run("up", "--detach", "--build", "--wait", "--wait-timeout", str(WAIT_SECONDS))
         except ComposeError as exc:
@@ -221,8 +230,24 @@ class Compose:
             amqp_user=env.get("RABBITMQ_DEFAULT_USER", "saga-admin"),
             amqp_password=env.get("RABBITMQ_DEFAULT_PASS", "admin-dev-password"),
             ports={name: port.of(env) for name, port in API_PORTS.items()},
-            mode=Mode(env.get("SAGA_MODE") or Mode.CHOREOGRAPHY),
+            mode=Mode(env.get("SAGA_MODE") or self.running_mode() or Mode.CHOREOGRAPHY),
         )
+
+    def running_mode(self) -> str | None:
+        """The SAGA_MODE the stack's order container was created with; None without one."""
+        if shutil.which("docker") is None or not self._exists():
+            return None
+        order = next((c["Name"] for c in self.ps() if c["Service"] == "order"), None)
+        if order is None:
+            return None
+        done = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .Config.Env}}", order],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return None
+        env = dict(item.partition("=")[::2] for item in json.loads(done.stdout))
+        return env.get("SAGA_MODE") or None
 
     def _check_ports(self) -> None:
         """Refuse a host port that something else holds, naming its setting. Ports this
