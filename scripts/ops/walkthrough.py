@@ -75,18 +75,26 @@ class Walkthrough:
         return str(newest[0]["order_id"])
 
     def wait(self, order_id: str, within_seconds: float = 60) -> None:
+        """Until the order is terminal and, orchestrated, its saga has ended too (its
+        compensations answered); then show it."""
         order_id = self.resolve(order_id)
         deadline = time.monotonic() + within_seconds
-        while (order := self._ok(self.http["order"].get(f"/orders/{order_id}")))[
-            "status"
-        ] not in TERMINAL:
+        while (status := self._status(order_id)) is not None:
             if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"order {order_id} still {order['status']} after {within_seconds:.0f} s"
-                )
+                raise SystemExit(f"order {order_id} still {status} after {within_seconds:.0f} s")
             time.sleep(0.05)
         time.sleep(0.5)  # let the compensations that follow a terminal state land
         self.show(order_id)
+
+    def _status(self, order_id: str) -> str | None:
+        """What the order (or its saga) still is; None once both have ended."""
+        order = self._ok(self.http["order"].get(f"/orders/{order_id}"))
+        if order["status"] not in TERMINAL:
+            return str(order["status"])
+        saga = self.http["order"].get(f"/sagas/{order_id}")
+        if saga.status_code == 200 and saga.json()["status"] in ("RUNNING", "COMPENSATING"):
+            return f"{order['status']}, its saga {saga.json()['status']}"
+        return None
 
     def show(self, order_id: str) -> None:
         order = self._ok(self.http["order"].get(f"/orders/{order_id}"))
@@ -94,6 +102,9 @@ class Walkthrough:
         reason = f" ({order['reason']})" if order["reason"] else ""
         print(f"order {order_id} {order['status']}{reason}")
         print("  history:  " + " -> ".join(t["to_status"] for t in history))
+        saga = self.http["order"].get(f"/sagas/{order_id}")
+        if saga.status_code == 200:  # orchestrated: the orchestrator's steps and what they sent
+            print("  saga:     " + " -> ".join(_step(t) for t in saga.json()["history"]))
         # Each service answers for itself; one that is down (killed on purpose) says so.
         try:
             payments = self._ok(
@@ -169,6 +180,13 @@ class Walkthrough:
                 f"{response.status_code} {response.text}"
             )
         return response.json()
+
+
+def _step(transition: dict[str, Any]) -> str:
+    """`reserve (sent reserve)`, `COMPENSATED`: one step of an orchestrated saga."""
+    status, step = transition["to_status"], transition["to_step"]
+    where = status if step == "done" else step
+    return f"{where} (sent {', '.join(transition['sent'])})" if transition["sent"] else where
 
 
 def main() -> int:

@@ -100,16 +100,17 @@ def _up(stack: Stack, detach: bool, prometheus: bool) -> int:
         )
         return 1
     stack.prepare()
-    stack.config.save_mode()
     stack.start()
-    print(f"saga coordinated by {stack.config.mode}", flush=True)
     server = Prometheus(stack.config, stack.config.var_dir / "prometheus", DEFAULT_PORT)
     if prometheus:
         server.start()
         print(f"prometheus on {server.url} (alerts: {server.url}/alerts)", flush=True)
     if detach:
         stack.wait_ready()
-        print(f"stack is up: {stack.config.addresses()}; logs in {_relative(stack.config.log_dir)}")
+        print(
+            f"stack is up ({stack.config.mode}): {stack.config.addresses()}; "
+            f"logs in {_relative(stack.config.log_dir)}"
+        )
         return 0
     stop = threading.Event()
     follower = threading.Thread(

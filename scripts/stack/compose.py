@@ -244,9 +244,10 @@ class Compose:
             ["docker", "inspect", "--format", "{{json .Config.Env}}", order],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
-        if done.returncode != 0:
+        try:
+            env = dict(item.partition("=")[::2] for item in json.loads(done.stdout))
+        except (ValueError, TypeError):  # no such container after all, or no answer
             return None
-        env = dict(item.partition("=")[::2] for item in json.loads(done.stdout))
         return env.get("SAGA_MODE") or None
 
     def _check_ports(self) -> None:

@@ -88,7 +88,6 @@ class StackConfig:
             "SAGA_DATABASE_PREFIX": self.database_prefix,
             "SAGA_VHOST": self.vhost,
             "SAGA_VAR_DIR": str(self.var_dir),
-            "SAGA_MODE": self.mode,
             **{f"SAGA_{name.upper()}_HOST_PORT": str(self.ports[name]) for name in COMPONENT_NAMES},
         }
 
@@ -191,8 +190,8 @@ class StackConfig:
         return self.var_dir / "run"
 
     def save_mode(self) -> None:
-        """Kept beside the pid files by `up`: a process started again later (`start NAME`,
-        chaos) runs in the stack's mode."""
+        """Kept beside the pid files by `prepare`: a process started again later (`./saga start
+        NAME`) and a tool run on the stack (`./saga check`) find the stack's mode there."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "mode").write_text(self.mode)
 

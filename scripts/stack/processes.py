@@ -35,7 +35,8 @@ class Stack:
 
     def prepare(self) -> None:
         """Databases, roles, vhost, broker users, topology and migrations (scripts/stack/
-        provision.py); what exists already is kept."""
+        provision.py); what exists already is kept. The stack's mode is kept too."""
+        self.config.save_mode()
         self.provisioner.prepare({name: self.env_for(name) for name in COMPONENT_NAMES})
 
     @contextlib.contextmanager

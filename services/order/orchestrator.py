@@ -9,6 +9,7 @@ order everywhere, the order's row and then its saga's, so a reply, a cancel and 
 wait on each other but never deadlock.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -24,8 +25,11 @@ from shared.commands import (
     ReserveInventory,
 )
 from shared.events import Item, Message
+from shared.log import for_order
 from shared.system import ORDER
 from shared.uow import Handler, UnitOfWork
+
+logger = logging.getLogger("orchestrator")
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, timing: Orches
         sent=[Send.CHARGE],
     )
     uow.emit(await _command(uow, order_id, Send.CHARGE, None))
+    log = for_order(logger, order_id)
+    uow.after_commit(lambda: log.info("placed: saga RUNNING at %s -> ChargePayment", START.step))
 
 
 async def cancelled(uow: UnitOfWork, order_id: UUID) -> str | None:
@@ -184,7 +190,9 @@ def _describe(decision: Decision) -> str:
     after = decision.saga
     if not decision.changed:
         return decision.note
-    where = f"saga {after.status}" + (f" at {after.step}" if after.step is not Step.DONE else "")
+    where = f"saga {after.status}"
+    if after.status is SagaStatus.RUNNING:
+        where += f" at {after.step}"
     if after.awaiting:
         where += f" (awaiting {', '.join(sorted(after.awaiting))})"
     note = f", {decision.note}" if decision.note else ""

@@ -124,7 +124,7 @@ def _compensating(saga: Saga, happened: str) -> Decision:
         if left:
             return Decision(replace(saga, awaiting=left))
         compensated = replace(saga, status=SagaStatus.COMPENSATED, step=Step.DONE, awaiting=left)
-        return Decision(compensated, note="compensated")
+        return Decision(compensated)
     if happened == RESEND and saga.status is SagaStatus.COMPENSATING:
         if saga.sends >= MAX_SENDS:
             stuck = replace(saga, status=SagaStatus.NEEDS_ATTENTION)

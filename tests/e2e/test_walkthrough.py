@@ -1,6 +1,7 @@
-"""The README walkthrough, replayed: every `$ ./saga ...` command between the walkthrough markers
-runs on a fresh stack of its own, each printed line must match, and each terminal line must
-appear in that process's log (tests/readme.py says what may differ).
+"""The README walkthroughs (choreographed and orchestrated), replayed: every `$ ./saga ...`
+command between a walkthrough's markers runs on a fresh stack of its own, each printed line must
+match, and each terminal line must appear in that process's log (tests/readme.py says what may
+differ).
 """
 
 import os
@@ -13,9 +14,12 @@ from scripts.stack import Stack, StackConfig
 from tests.readme import ROOT, blocks, commands, missing_lines, normalize
 
 
-def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
-    walkthrough = blocks("walkthrough")
-    assert len(walkthrough) >= 10, "the walkthrough markers or blocks went missing"
+@pytest.mark.parametrize(
+    ("marker", "least"), [("walkthrough", 10), ("orchestrated-walkthrough", 8)]
+)
+def test_the_readme_walkthrough_runs_as_written(tmp_path: Path, marker: str, least: int) -> None:
+    walkthrough = blocks(marker)
+    assert len(walkthrough) >= least, "the walkthrough markers or blocks went missing"
     config = StackConfig.isolated("sagawalk", tmp_path / "var")
     env = {**os.environ, **config.to_env()}
     stack = Stack(config)
