@@ -34,9 +34,13 @@ STEPS = {
     "InventoryReleased": "released",
 }
 OUTCOMES = {"OrderConfirmed": CONFIRMED, "OrderRejected": REJECTED, "OrderCancelled": CANCELLED}
-# How each event reads on a timeline: the way forward, a failure, or a compensation.
-FORWARD = {"OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed"}
-COMPENSATIONS = {"PaymentRefunded", "InventoryReleased"}
+# How each event (and, orchestrated, each command) reads on a timeline: the way forward, a
+# failure, or a compensation.
+FORWARD = {
+    "OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed",
+    "ChargePayment", "ReserveInventory",
+}  # fmt: skip
+COMPENSATIONS = {"PaymentRefunded", "InventoryReleased", "RefundPayment", "ReleaseInventory"}
 
 
 @dataclass(frozen=True)

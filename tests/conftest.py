@@ -31,9 +31,24 @@ from tests.clients.api import SagaClient
 TEST_ENV = {"RETRY_DELAYS_MS": "[200, 500, 1000]", "LOG_LEVEL": "INFO", "DB_POOL_SIZE": "6"}
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig.isolated("sagatest", tmp_path_factory.mktemp("stack"), env=TEST_ENV)
+# The orchestrated stack's compensations are sent again after 50 ms, doubling: a saga whose
+# release is never answered needs attention after about 13 s (the reaper's passes are a second
+# apart) instead of ten minutes.
+ORCHESTRATED_ENV = TEST_ENV | {"COMPENSATION_RESEND_SECONDS": "0.05"}
+MODES = [pytest.param(mode, id=str(mode)) for mode in Mode]
+
+
+@pytest.fixture(scope="session", params=MODES)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The run's stack, once in each mode: a test that uses it runs on the choreographed saga
+    and on the orchestrated one, unless it is marked `only_in` one of them."""
+    mode: Mode = request.param
+    config = StackConfig.isolated(
+        "sagatest", tmp_path_factory.mktemp(f"stack-{mode}"), mode=mode,
+        env=ORCHESTRATED_ENV if mode is Mode.ORCHESTRATION else TEST_ENV,
+    )  # fmt: skip
     with Stack(config).running() as stack:
         yield stack
 
@@ -44,29 +59,26 @@ def saga(stack: Stack) -> Iterator[SagaClient[Stack]]:
         yield client
 
 
-# The orchestrated stack: the same saga, coordinated by the order service's orchestrator. Its
-# compensations are sent again after 50 ms, doubling: a saga whose release is never answered
-# needs attention after about 13 s instead of ten minutes.
-ORCHESTRATED_ENV = TEST_ENV | {
-    "COMPENSATION_RESEND_SECONDS": "0.05",
-    "REAPER_INTERVAL_SECONDS": "0.2",
-}
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "only_in(mode): a test of the run's stack that holds in one mode only (it publishes "
+        "that mode's messages, or reads its log lines); deselected on the other",
+    )
 
 
-@pytest.fixture(scope="session")
-def orchestrated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig.isolated(
-        "sagaorch", tmp_path_factory.mktemp("orchestrated"), env=ORCHESTRATED_ENV,
-        mode=Mode.ORCHESTRATION,
-    )  # fmt: skip
-    with Stack(config).running() as stack:
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def orchestrated(orchestrated_stack: Stack) -> Iterator[SagaClient[Stack]]:
-    with SagaClient(orchestrated_stack) as client:
-        yield client
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("only_in")
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("stack") if callspec is not None else None
+        wrong = marker is not None and mode is not None and mode != marker.args[0]
+        (dropped if wrong else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,14 @@ async def test_the_list_and_a_timeline_follow_a_saga_without_a_reload(
     await row.locator("a.id").click()
     await expect(page.locator(".saga-head .badge")).to_have_text("confirmed")
     labels = await page.locator(".mark .label").all_text_contents()
-    assert labels[:4] == ["OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed"]
-    assert await page.locator("path.arrow").count() == 3
+    expected = ["OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed"]
+    if saga.orchestrated:  # the orchestrator's commands, each caused by the step before
+        expected = ["OrderCreated", "ChargePayment", "PaymentSucceeded", "ReserveInventory"]
+        expected += ["InventoryReserved", "OrderConfirmed"]
+    assert labels[: len(expected)] == expected
+    # An arrow into each message but the POST's: OrderCreated and, orchestrated, ChargePayment.
+    started = 2 if saga.orchestrated else 1
+    assert await page.locator("path.arrow").count() == len(expected) - started
     # The saga's trace id, as its events carried it (shared/tracing.py).
     [(trace_id,)] = sql(
         stack, "order", "SELECT substr(trace_context->>'traceparent', 4, 32) FROM orders "
@@ -81,7 +87,8 @@ async def test_a_dead_letter_appears_live_and_is_replayed_from_the_page(
     await page.goto(f"{stack.config.dashboard_url}/dead-letters")
     await marked(page)
     log = LogCursor(stack, "payment")
-    with restarted_with(stack, "payment", FAULT_FAIL_HANDLER="charge_for_order:100"):
+    handler = "charge_on_command" if saga.orchestrated else "charge_for_order"
+    with restarted_with(stack, "payment", FAULT_FAIL_HANDLER=f"{handler}:100"):
         order_id = saga.place_order(customer, (sku, 1, 300))["order_id"]
         await asyncio.to_thread(log.wait_for, f"order {order_id[:8]} | dead-lettered", 1, 20)
 
@@ -99,7 +106,7 @@ async def test_a_dead_letter_appears_live_and_is_replayed_from_the_page(
     await asyncio.to_thread(saga.wait_for_status, order_id, "CONFIRMED")
     await page.goto(f"{stack.config.dashboard_url}/dead-letters")
     log_rows = page.locator("table.log tr", has_text="test-operator")
-    await expect(log_rows.first).to_contain_text("OrderCreated")
+    await expect(log_rows.first).to_contain_text(saga.charge_request[0])
     await expect(page.locator("table.letters tr", has_text=order_id[:8])).to_have_count(0)
 
 
@@ -129,7 +136,8 @@ async def test_a_dashboard_killed_mid_stream_catches_up_with_nothing_missing_or_
     [(next_offset,)] = sql(stack, "dashboard", "SELECT next_offset FROM stream_position")
     assert count == distinct
     assert next_offset == last + 1
-    assert events_projected(stack, orders) == [4] * 20  # created, paid, reserved, confirmed
+    # Created, paid, reserved, confirmed; orchestrated, the charge and reserve commands too.
+    assert events_projected(stack, orders) == [6 if saga.orchestrated else 4] * 20
 
 
 def test_bad_input_gets_a_readable_4xx_page_or_json(stack: Stack) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Generic, Self, TypeVar
 import httpx
 
 from services.order.state import TERMINAL
+from shared.system import Mode
 from tests.clients import Reachable
 from tests.polling import wait_until
 
@@ -30,6 +31,30 @@ class SagaClient(Generic[StackT]):
 
     def __enter__(self) -> Self:
         return self
+
+    @property
+    def orchestrated(self) -> bool:
+        return self.stack.config.mode is Mode.ORCHESTRATION
+
+    @property
+    def charge_request(self) -> tuple[str, str]:
+        """What payment charges for, type and routing key: the OrderCreated it hears in
+        choreography, the ChargePayment the orchestrator sends it."""
+        return (
+            ("ChargePayment", "payment.charge")
+            if self.orchestrated
+            else ("OrderCreated", "order.created")
+        )
+
+    @property
+    def reserve_request(self) -> str:
+        """What inventory reserves for: the PaymentSucceeded it hears, or ReserveInventory."""
+        return "ReserveInventory" if self.orchestrated else "PaymentSucceeded"
+
+    @property
+    def placed(self) -> list[str]:
+        """What a new order writes to its outbox: the event, and orchestrated its first command."""
+        return ["OrderCreated", "ChargePayment"] if self.orchestrated else ["OrderCreated"]
 
     def __exit__(self, *exc: object) -> None:
         for client in (self.order, self.payment, self.inventory):

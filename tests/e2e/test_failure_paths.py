@@ -3,8 +3,11 @@ failure, customer cancels and timeouts, each end to end on the running stack."""
 
 import asyncio
 
+import pytest
+
 from scripts.stack import Stack
 from scripts.stack.instances import free_port
+from shared.system import Mode
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with, stopped
@@ -70,16 +73,23 @@ def test_out_of_stock_refunds_the_charge_and_reserves_nothing(saga: SagaClient) 
     history = saga.history(order_id)
     assert history[0] == "PENDING" and history[-1] == "REJECTED"
 
-    # The story, one line per service, as a person tailing three terminals reads it.
+    # The story, one line per service, as a person tailing three terminals reads it: the
+    # refund heard (choreography) or asked for (orchestration).
     logs["inventory"].wait_for(
         f"order {short_id} | cannot reserve: {scarce} short, 1 available, 2 wanted "
-        "for PaymentSucceeded -> InventoryFailed"
+        f"for {saga.reserve_request} -> InventoryFailed"
     )
+    refund_cause = "RefundPayment" if saga.orchestrated else "InventoryFailed"
     logs["payment"].wait_for(
         f"order {short_id} | refunded 3500 to {customer} (out_of_stock) "
-        "for InventoryFailed -> PaymentRefunded"
+        f"for {refund_cause} -> PaymentRefunded"
     )
-    logs["order"].wait_for("-> REJECTED (out_of_stock) for InventoryFailed -> OrderRejected")
+    logs["order"].wait_for(
+        "-> REJECTED (out_of_stock), saga COMPENSATING (awaiting refund) for InventoryFailed "
+        "-> OrderRejected, RefundPayment"
+        if saga.orchestrated
+        else "-> REJECTED (out_of_stock) for InventoryFailed -> OrderRejected"
+    )
 
 
 def test_an_unknown_sku_is_rejected_and_refunded(saga: SagaClient) -> None:
@@ -116,6 +126,7 @@ def test_a_customer_cancel_while_pending_compensates_whatever_ran(
     assert saga.history(order_id) == ["PENDING", "CANCELLED"]
 
 
+@pytest.mark.only_in(Mode.CHOREOGRAPHY)  # orchestrated: tests/unit/test_saga_steps.py
 def test_a_payment_that_succeeds_after_the_cancel_is_refunded(
     saga: SagaClient, stack: Stack
 ) -> None:

@@ -4,8 +4,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
+
 from shared.envelope import wrap
 from shared.events import Item, OrderCreated
+from shared.system import Mode
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.broker import broker, publish
 from tests.clients.database import sql
@@ -36,6 +39,7 @@ def test_funded_customer_ordering_stocked_skus_is_confirmed(saga: SagaClient) ->
     assert saga.history(order["order_id"]) == ["PENDING", "PAID", "CONFIRMED"]
 
 
+@pytest.mark.only_in(Mode.CHOREOGRAPHY)  # payment hears OrderCreated only in choreography
 async def test_the_same_order_created_ten_times_charges_once(saga: SagaClient) -> None:
     customer = saga.funded_customer(10_000)
     sku = saga.stocked_sku(10)
@@ -113,8 +117,10 @@ def test_every_event_of_the_saga_carries_the_callers_trace_id(saga: SagaClient) 
     saga.wait_for_status(alone, "CONFIRMED")
     [own] = set(trace_ids_of(saga, alone).values())
     assert own and own != trace_id
+    commands = ["ChargePayment", "ReserveInventory"] if saga.orchestrated else []
     assert trace_ids_of(saga, order_id) == {
         ("order", "OrderCreated"): trace_id,
+        **{("order", command): trace_id for command in commands},
         ("payment", "PaymentSucceeded"): trace_id,
         ("inventory", "InventoryReserved"): trace_id,
         ("order", "OrderConfirmed"): trace_id,

@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+import pytest
+
 from shared.events import (
     InventoryFailed,
     Item,
@@ -16,10 +18,16 @@ from shared.events import (
     PaymentFailed,
     PaymentSucceeded,
 )
+from shared.system import Mode
 from tests.clients.api import SagaClient
 from tests.clients.broker import broker, publish_event
 from tests.clients.processes import LogCursor
 from tests.polling import wait_until
+
+# Choreography only: it publishes choreography's events to the participants. The orchestrated
+# saga's late and reordered replies are tests/unit/test_saga_steps.py's (hypothesis) and
+# tests/integration/test_command_handlers.py's.
+pytestmark = pytest.mark.only_in(Mode.CHOREOGRAPHY)
 
 
 def order_created(order_id: UUID, customer: str, sku: str, cents: int) -> OrderCreated:

@@ -19,6 +19,7 @@ import pytest
 
 from scripts.stack import Stack
 from scripts.stack.instances import ContainerRabbitMQ
+from shared.system import Mode
 from tests.bodies import order_created_body
 from tests.clients.api import SagaClient
 from tests.clients.broker import broker
@@ -26,6 +27,10 @@ from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with
 from tests.conftest import BROKERS, stack_on
 from tests.polling import wait_until
+
+# Choreography only: it fails and poisons choreography's handlers and queues. The orchestrated
+# saga's messages are retried and dead-lettered by the same consumer (shared/consumer.py).
+pytestmark = pytest.mark.only_in(Mode.CHOREOGRAPHY)
 
 
 @pytest.fixture(scope="module", params=BROKERS)

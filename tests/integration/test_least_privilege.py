@@ -112,9 +112,10 @@ def consume(queue_name: str) -> Attempt:
 
 
 async def test_a_service_broker_user_reaches_only_its_own_queues(stack: Stack) -> None:
+    own_dlq = topology.dead_letter_queue("payment", stack.config.mode)
     connection = await aio_pika.connect(stack.config.amqp_url_of("payment"))
     async with connection:
-        assert not await refused(connection, consume("payment.events.dlq"))
+        assert not await refused(connection, consume(own_dlq))
         # Its relay may read the audit stream: it waits for the stream to run before publishing.
         await asyncio.wait_for(topology.wait_for_audit_stream(connection), 10)
         assert await refused(connection, consume("order.events"))
@@ -140,9 +141,10 @@ async def test_the_dashboard_broker_user_reads_the_stream_and_the_dlqs_and_nothi
             stream = await channel.get_queue(topology.AUDIT_STREAM, ensure=False)
             return await stream.consume(ignore, arguments={"x-stream-offset": "last"})
 
+        mode = stack.config.mode
         assert not await refused(connection, follow_the_stream)
-        assert not await refused(connection, consume("payment.events.dlq"))
-        assert await refused(connection, consume("payment.events"))
+        assert not await refused(connection, consume(topology.dead_letter_queue("payment", mode)))
+        assert await refused(connection, consume(topology.work_queue("payment", mode)))
         assert await refused(
             connection, lambda channel: channel.declare_queue("dashboard.own", durable=True)
         )
