@@ -1,6 +1,7 @@
 """The benchmark: latency and throughput of the saga, and the ceiling of the bare transport.
 
-    ./saga bench [--saturation-orders 1500] [--seconds 15]
+    ./saga bench [--saturation-orders 1500] [--seconds 15] [--mode orchestration]
+    ./saga bench --compare-modes     choreography and orchestration in one table
 
 On a stack of its own (own databases, vhost and ports; one process of each service and relay)
 it measures, and prints as a Markdown table:
@@ -42,7 +43,7 @@ from scripts.stack.traces import TraceReceiver
 from services.order.state import TERMINAL
 from shared.db import Database
 from shared.inbox import RECORD
-from shared.system import PROCESSES
+from shared.system import PROCESSES, Mode
 
 MACHINE = "the whole machine (/proc/stat)"
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
@@ -351,7 +352,20 @@ def main() -> None:
         "--export-traces", action="store_true",
         help="export every span to a receiver of the bench's own: what exporting costs",
     )  # fmt: skip
+    parser.add_argument(
+        "--mode", choices=list(Mode), default=Mode.CHOREOGRAPHY,
+        help="the saga choreographed (the default) or orchestrated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare-modes", action="store_true",
+        help="both modes, one after the other, in one table (scripts/perf/modes.py)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.compare_modes:
+        from scripts.perf.modes import compare  # it builds on this module
+
+        compare(args)
+        return
     with contextlib.ExitStack() as running:
         env = {}
         args.receiver = None
@@ -360,8 +374,8 @@ def main() -> None:
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": args.receiver.endpoint}
             print(f"exporting spans to {args.receiver.endpoint}")
         directory = Path(tempfile.mkdtemp(prefix="saga-bench-"))
-        config = StackConfig.isolated("sagabench", directory, env=env)
-        print(f"starting a stack of its own (logs in {config.log_dir})")
+        config = StackConfig.isolated("sagabench", directory, env=env, mode=Mode(args.mode))
+        print(f"starting a stack of its own, {config.mode} (logs in {config.log_dir})")
         stack = running.enter_context(Stack(config).running())
         if args.without_dashboard:
             stack.stop("dashboard")

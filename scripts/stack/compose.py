@@ -62,10 +62,16 @@ DATABASE_PORTS = {
 PROMETHEUS_PORT = HostPort("SAGA_PROMETHEUS_HOST_PORT", 9090, "Prometheus")
 # Published only with the tracing profile.
 TRACE_VIEWER_PORT = HostPort("SAGA_TRACE_VIEWER_HOST_PORT", 6006, "the trace viewer")
-HOST_PORTS = (
+# Published only by docker-compose.cluster.yml: the host's tools, like every process, are given
+# every node of the cluster.
+CLUSTER_PORTS = tuple(
+    HostPort(f"SAGA_AMQP_{n}_HOST_PORT", 5672 + 10 * (n - 1), f"RabbitMQ's node {node} (AMQP)")
+    for n, node in enumerate(CLUSTER_NODES[1:], start=2)
+)
+ALWAYS_PUBLISHED = (
     AMQP_PORT, MANAGEMENT_PORT, *API_PORTS.values(), PROMETHEUS_PORT, TRACE_VIEWER_PORT,
-    *DATABASE_PORTS.values(),
 )  # fmt: skip
+HOST_PORTS = (*ALWAYS_PUBLISHED, *CLUSTER_PORTS, *DATABASE_PORTS.values())
 TRACING_PROFILE = "tracing"
 # How the processes reach the trace viewer inside the stack, and where the dashboard links a
 # trace (Phoenix's page of a trace in its default project, whose id is "Project:1" in base64).
@@ -227,6 +233,11 @@ class Compose:
             database_prefix="saga",
             pg_ports={name: port.of(env) for name, port in DATABASE_PORTS.items()},
             amqp_port=AMQP_PORT.of(env),
+            amqp_ports=(
+                [AMQP_PORT.of(env), *(port.of(env) for port in CLUSTER_PORTS)]
+                if CLUSTER_FILE in self.files
+                else []
+            ),
             amqp_user=env.get("RABBITMQ_DEFAULT_USER", "saga-admin"),
             amqp_password=env.get("RABBITMQ_DEFAULT_PASS", "admin-dev-password"),
             ports={name: port.of(env) for name, port in API_PORTS.items()},
@@ -258,7 +269,11 @@ class Compose:
             for container in (self.ps() if self._exists() else [])
             for publisher in container.get("Publishers") or []
         }
-        published = HOST_PORTS if CHAOS_FILE in self.files else HOST_PORTS[: -len(DATABASE_PORTS)]
+        published = [
+            *ALWAYS_PUBLISHED,
+            *(DATABASE_PORTS.values() if CHAOS_FILE in self.files else ()),
+            *(CLUSTER_PORTS if CLUSTER_FILE in self.files else ()),
+        ]
         for port in published:
             if port is TRACE_VIEWER_PORT and not self.tracing:
                 continue

@@ -25,6 +25,7 @@ from scripts.stack.compose import (
     AMQP_PORT,
     API_PORTS,
     BROKER_CONTAINER,
+    CLUSTER_FILE,
     COMPOSE_FILES,
     DATABASE_PORTS,
     HOST_PORTS,
@@ -38,6 +39,7 @@ from shared.system import PROCESSES, RELAYS, SERVICE_NAMES
 ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / COMPOSE_FILES[0]).read_text())
 OVERRIDE = yaml.safe_load((ROOT / COMPOSE_FILES[1]).read_text())
+CLUSTER = yaml.safe_load((ROOT / CLUSTER_FILE).read_text())
 
 
 def test_the_override_publishes_each_database_on_localhost_and_changes_nothing_else() -> None:
@@ -65,7 +67,7 @@ def test_every_published_host_port_is_a_setting_with_the_usual_port_as_default()
     settings = {port.variable: port.default for port in HOST_PORTS}
     published = [
         str(port).rsplit(":", 1)[0]
-        for spec in (BASE, OVERRIDE)
+        for spec in (BASE, OVERRIDE, CLUSTER)
         for container in spec["services"].values()
         for port in container.get("ports", [])
     ]
