@@ -15,7 +15,17 @@ from typing import Any
 from uuid import UUID
 
 from services.order import handlers
-from services.order.saga import START, Decision, Saga, SagaStatus, Send, Step, decide
+from services.order.saga import (
+    CANCELLED,
+    RESEND,
+    START,
+    Decision,
+    Saga,
+    SagaStatus,
+    Send,
+    Step,
+    decide,
+)
 from services.order.state import Status, UnknownOrder, current_status
 from shared.commands import (
     ChargePayment,
@@ -96,12 +106,12 @@ async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, timing: Orches
 async def cancelled(uow: UnitOfWork, order_id: UUID) -> str | None:
     """The order was cancelled in this unit of work: compensate what may have been done. None
     for an order without a saga (placed in choreography)."""
-    return await _advance(uow, order_id, "cancelled")
+    return await _advance(uow, order_id, CANCELLED)
 
 
 async def resend(uow: UnitOfWork, order_id: UUID) -> str | None:
     """A compensation's reply is overdue: send it again, or give the saga to a person."""
-    return await _advance(uow, order_id, "resend")
+    return await _advance(uow, order_id, RESEND)
 
 
 async def on_reply(uow: UnitOfWork, reply: Message) -> str:
