@@ -137,6 +137,9 @@ async def read_broker(amqp_url: str, mode: Mode) -> tuple[dict[str, int], set[st
     for node in nodes:
         try:
             return await _read_broker_node(node, mode)
+        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            if node == nodes[-1]:  # a node still refusing after a fault: the next one may not
+                raise exc
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
             if "running replica" not in str(exc) or node == nodes[-1]:
                 raise
