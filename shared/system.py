@@ -50,6 +50,11 @@ class Service(Component):
     commands: tuple[str, ...] = ()
     replies: tuple[str, ...] = ()
 
+    @property
+    def queue_kinds(self) -> tuple[str, ...]:
+        """What its work queues carry, whichever the mode: events, and commands if it takes any."""
+        return ("events", "commands") if self.commands else ("events",)
+
     def queue_kind(self, mode: Mode) -> str:
         """`events` or `commands`: what its work queue carries in that mode."""
         return "commands" if mode is Mode.ORCHESTRATION and self.commands else "events"

@@ -62,7 +62,7 @@ def dashboard_permissions() -> tuple[str, str, str]:
     """The dashboard's user declares nothing; it reads the audit stream and every DLQ, and
     publishes only through the default exchange, to replay a dead letter to its work queue."""
     dlqs = "|".join(
-        dead_letter_queue(name, mode) for name in SERVICE_NAMES for mode in _kinds_of(name)
+        f"{queue}.dlq" for name in SERVICE_NAMES for queue in work_queues(name)
     ).replace(".", r"\.")
     audit = AUDIT_STREAM.replace(".", r"\.")
     return "^$", "^amq\\.default$", f"^({audit}|{dlqs})$"
@@ -73,7 +73,7 @@ def service_permissions(service: str) -> tuple[str, str, str]:
     regular expressions. It may declare only its own queues, consume only them and the audit
     stream (its relay waits for the stream, `wait_for_audit_stream`), publish to the saga's
     exchanges and, for retries, to its delay queues through the default exchange."""
-    kinds = "|".join(service_of(service).queue_kind(mode) for mode in _kinds_of(service))
+    kinds = "|".join(service_of(service).queue_kinds)
     own = rf"{service}\.({kinds})(\..*)?"
     exchanges = "|".join(
         (EVENTS_EXCHANGE, COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, OBSERVATIONS_EXCHANGE)
@@ -86,15 +86,9 @@ def service_permissions(service: str) -> tuple[str, str, str]:
     )
 
 
-def _kinds_of(service: str) -> list[Mode]:
-    """One mode per kind of work queue the service has: its event queue, and its command
-    queue if it takes commands."""
-    return [Mode.CHOREOGRAPHY] + ([Mode.ORCHESTRATION] if service_of(service).commands else [])
-
-
 def work_queues(service: str) -> list[str]:
     """Every work queue of the service, whichever the mode: `payment.events`, `payment.commands`."""
-    return [work_queue(service, mode) for mode in _kinds_of(service)]
+    return [f"{service}.{kind}" for kind in service_of(service).queue_kinds]
 
 
 def work_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
