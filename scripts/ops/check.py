@@ -130,20 +130,21 @@ def read_databases(config: StackConfig) -> dict[str, Any]:
 
 async def read_broker(amqp_url: str, mode: Mode) -> tuple[dict[str, int], set[str]]:
     """The queues' depths and the audit stream's message ids, from the first node of a cluster
-    whose replica of the stream runs: one may lag behind the others for minutes after a fault,
-    and the next node is asked instead."""
+    that serves them: after a fault one node may refuse connections (paused as a minority) or
+    lack a running replica of the stream for minutes, and the next node is asked instead. When
+    none serves, the error names what each node said."""
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-    nodes = broker.node_urls(amqp_url)
-    for node in nodes:
+    failures: list[str] = []
+    for node in broker.node_urls(amqp_url):
         try:
             return await _read_broker_node(node, mode)
         except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
-            if node == nodes[-1]:  # a node still refusing after a fault: the next one may not
-                raise exc
+            failures.append(f"{broker.address(node)}: {broker.problem(exc)}")
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
-            if "running replica" not in str(exc) or node == nodes[-1]:
+            if "running replica" not in str(exc):
                 raise
-    raise AssertionError("node_urls names at least one node")
+            failures.append(f"{broker.address(node)}: {exc}")
+    raise aio_pika.exceptions.AMQPConnectionError("no node served: " + "; ".join(failures))
 
 
 async def _read_broker_node(url: str, mode: Mode) -> tuple[dict[str, int], set[str]]:

@@ -80,6 +80,20 @@ def test_every_published_host_port_is_a_setting_with_the_usual_port_as_default()
     assert found == settings
 
 
+def test_every_container_that_publishes_a_port_joins_a_network_that_can_carry_it() -> None:
+    """Docker publishes nothing of a container on internal networks only, silently: the
+    cluster's second and third nodes once published ports that refused every connection."""
+    internal = {name for name, net in BASE["networks"].items() if (net or {}).get("internal")}
+    for override in (OVERRIDE, CLUSTER):
+        for name in {*BASE["services"], *override["services"]}:
+            # Compose appends the override's ports and networks to the base file's.
+            layers = [spec["services"].get(name, {}) for spec in (BASE, override)]
+            if not any(layer.get("ports") for layer in layers):
+                continue
+            networks = {network for layer in layers for network in layer.get("networks", [])}
+            assert networks - internal, f"{name} publishes on internal networks only {networks}"
+
+
 def test_the_checker_reaches_what_compose_publishes() -> None:
     config = Compose(env={port.variable: "" for port in HOST_PORTS}).config()
     for service in SERVICE_NAMES:
