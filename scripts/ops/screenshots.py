@@ -1,10 +1,12 @@
 """The README's pictures of the dashboard, taken for real.
 
-    ./saga screenshots [--out docs/img]
+    ./saga screenshots [--out docs/img] [--mode orchestration]
 
 On a stack of its own it runs a saga down each path (confirmed, declined, out of stock and
 refunded, retried, dead-lettered, redelivered, stuck), then opens the dashboard in headless
-Chromium (Debian's, driven by Playwright) and saves a picture of each page.
+Chromium (Debian's, driven by Playwright) and saves a picture of each page. With
+`--mode orchestration`, one picture: the out-of-stock saga's timeline as the orchestrator runs
+it, its commands and their replies (dashboard-orchestrated.png).
 """
 
 import argparse
@@ -20,6 +22,7 @@ from playwright.async_api import async_playwright
 from scripts.ops.walkthrough import Walkthrough
 from scripts.stack import Stack, StackConfig
 from scripts.stack.config import ROOT
+from shared.system import Mode
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -53,14 +56,26 @@ def run_sagas(stack: Stack, walk: Walkthrough) -> dict[str, str]:
     return {"compensated": compensated, "retried": retried}
 
 
-async def take(base: str, out: Path, sagas: dict[str, str]) -> list[Path]:
-    pages = {
+def run_orchestrated(walk: Walkthrough) -> dict[str, str]:
+    """The out-of-stock saga, orchestrated: charged, refused its stock, refunded."""
+    walk.seed()
+    walk.order("alice", ["shirt:1:1500"], wait=True)
+    walk.order("alice", ["shirt:1:500", "mug:2:1000"], wait=True)
+    return {"dashboard-orchestrated": f"/sagas/{walk.resolve('latest')}"}
+
+
+def choreographed_pages(sagas: dict[str, str]) -> dict[str, str]:
+    return {
         "dashboard-sagas": "/",
         "dashboard-compensated": f"/sagas/{sagas['compensated']}",
         "dashboard-retried": f"/sagas/{sagas['retried']}",
         "dashboard-stuck": "/stuck",
         "dashboard-dead-letters": "/dead-letters",
     }
+
+
+async def take(base: str, out: Path, pages: dict[str, str]) -> list[Path]:
+    """A picture of each page (name: path), after its first live refresh."""
     saved = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -83,6 +98,10 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument(
+        "--mode", choices=list(Mode), default=Mode.CHOREOGRAPHY,
+        help="orchestration: the orchestrated saga's timeline alone",
+    )  # fmt: skip
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"no Chromium at {CHROMIUM}: apt-get install chromium", file=sys.stderr)
@@ -92,10 +111,15 @@ def main() -> int:
         "sagashots", Path(tempfile.mkdtemp(prefix="saga-shots-")),
         env={"RETRY_DELAYS_MS": "[200, 500, 1000]"},
         process_env={"dashboard": {"STALE_AFTER_SECONDS": "5"}},
+        mode=Mode(args.mode),
     )  # fmt: skip
     with Stack(config).running() as stack:
-        sagas = run_sagas(stack, Walkthrough(config))
-        for path in asyncio.run(take(config.dashboard_url, args.out, sagas)):
+        walk = Walkthrough(config)
+        if config.mode is Mode.ORCHESTRATION:
+            pages = run_orchestrated(walk)
+        else:
+            pages = choreographed_pages(run_sagas(stack, walk))
+        for path in asyncio.run(take(config.dashboard_url, args.out, pages)):
             print(f"saved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
