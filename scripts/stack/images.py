@@ -9,6 +9,7 @@ image's setting. A stand-in never carries an official image's name.
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,13 @@ TRACE_VIEWER = Image(
 )
 
 
+def _note(text: str) -> None:
+    """Progress goes to stderr: a tool's stdout may be its report (`./saga chaos --json`)."""
+    print(text, file=sys.stderr)
+
+
 def resolve(
-    env: Mapping[str, str], say: Callable[[str], None] = print, *, tracing: bool = False
+    env: Mapping[str, str], say: Callable[[str], None] = _note, *, tracing: bool = False
 ) -> dict[str, str]:
     """The settings to run docker-compose.yml with on this engine: every image it can run
     (the trace viewer's too, for the tracing profile), and the CA bundle for pip."""
@@ -68,7 +74,7 @@ def resolve(
     return settings
 
 
-def runnable(image: Image, say: Callable[[str], None] = print) -> str:
+def runnable(image: Image, say: Callable[[str], None] = _note) -> str:
     """The official image if this engine has it or can pull it; else its stand-in, built
     first if it is not there yet."""
     if _present(image.official) or _pulled(image.official):
