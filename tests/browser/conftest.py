@@ -9,11 +9,13 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from scripts.stack import Stack
 from tests.clients.database import sql
+from tests.polling import wait_until
 
 CHROMIUM = os.environ.get("SAGA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling home, refused here.
@@ -61,6 +63,13 @@ async def marked(page: Page) -> None:
 
 async def still_marked(page: Page) -> bool:
     return bool(await page.evaluate("window.__notReloaded === true"))
+
+
+def arrived(stack: Stack, order_id: str) -> None:
+    """Wait until the dashboard knows the saga: its page is a 404 until the first event of it
+    is projected, and a 404 page does not wait for the saga to come."""
+    url = f"{stack.config.dashboard_url}/api/sagas/{order_id}"
+    wait_until(lambda: httpx.get(url, timeout=5).status_code == 200, 20, f"{order_id} projected")
 
 
 def events_projected(stack: Stack, orders: list[str]) -> list[int]:

@@ -8,7 +8,7 @@ import re
 from playwright.async_api import Page, expect
 
 from scripts.stack import Stack
-from tests.browser.conftest import events_projected, marked, still_marked
+from tests.browser.conftest import arrived, events_projected, marked, still_marked
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with
@@ -59,6 +59,7 @@ async def test_a_compensated_saga_shows_the_charge_the_refund_and_the_rejection_
         saga.stocked_sku(1),
     )
     order = saga.place_order(customer, (plenty, 1, 500), (scarce, 2, 1_000))
+    await asyncio.to_thread(arrived, stack, order["order_id"])
     await page.goto(f"{stack.config.dashboard_url}/sagas/{order['order_id']}")
     await marked(page)
 
