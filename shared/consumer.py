@@ -5,7 +5,9 @@ shared/redelivery.py: poison to the DLQ at once, a failing handler to a delay qu
 DLQ once its attempts are spent.
 
 Deliveries are handled concurrently, up to the channel's prefetch; messages of one saga
-serialize on its advisory lock, which the inbox's statement takes (shared/inbox.py).
+serialize on its advisory lock, which the inbox's statement takes (shared/inbox.py). Under load
+the units of work of the deliveries that wait together commit in one transaction, each still
+acked after it (shared/batching.py).
 """
 
 import asyncio
@@ -18,6 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from opentelemetry.trace import Span, StatusCode
 
 from shared import topology, tracing
+from shared.batching import Transactions
 from shared.broker import BrokerLink
 from shared.db import Database
 from shared.envelope import PoisonMessage, decode
@@ -43,13 +46,13 @@ class Consumer:
         handlers: Mapping[str, Handler],
         *,
         prefetch: int,
+        batch_size: int = 1,
         retry_delays_ms: list[int],
         faults: Faults,
         declare_all: bool = True,
         mode: Mode = Mode.CHOREOGRAPHY,
     ) -> None:
         self._service = service
-        self._database = database
         self._handlers = handlers
         self._prefetch = prefetch
         self._retry_delays_ms = retry_delays_ms
@@ -58,6 +61,7 @@ class Consumer:
         self._mode = mode
         self._queue = topology.work_queue(service, mode)
         self._redelivery = Redelivery(service, retry_delays_ms, mode)
+        self._transactions = Transactions(database, service, batch_size)
         self._inspector: AbstractChannel | None = None
 
     async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:
@@ -148,14 +152,19 @@ class Consumer:
             raise PoisonMessage("unhandled_type", envelope.type)
         log = for_order(logger, event.order_id)
         started = time.perf_counter()
-        async with UnitOfWork(self._database, self._service) as uow:
+
+        async def work(uow: UnitOfWork) -> str | None:
             if not await uow.accept(envelope):
-                MESSAGES.labels(envelope.type, "duplicate").inc()
-                log.info("duplicate %s %s ignored", envelope.type, str(envelope.message_id)[:8])
-                return False
+                return None
             self._faults.maybe_fail(handler.__name__)
-            what = await handler(uow, event)
-            await uow.commit()
+            return await handler(uow, event)
+
+        # Committed when it returns: alone, or with the deliveries that waited beside it.
+        what, uow = await self._transactions.run(work)
+        if what is None:
+            MESSAGES.labels(envelope.type, "duplicate").inc()
+            log.info("duplicate %s %s ignored", envelope.type, str(envelope.message_id)[:8])
+            return False
         self._faults.maybe_crash_after_commit(event.routing_key)
         HANDLE_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
         MESSAGES.labels(envelope.type, "applied").inc()

@@ -9,9 +9,14 @@ MESSAGES = Counter(
 )
 HANDLE_SECONDS = Histogram(
     "saga_handle_seconds",
-    "Time to apply one message: lock, inbox, effect, outbox, commit.",
+    "Time to apply one message: lock, inbox, effect, outbox, commit (its batch's, if any).",
     ["type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_MESSAGES = Histogram(
+    "saga_consumer_batch_messages",
+    "Messages committed in one transaction by the consumer (1: alone; shared/batching.py).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 RELAY_PUBLISHED = Counter("saga_relay_published_total", "Outbox rows published and confirmed.")
 RELAY_FAILED = Counter(

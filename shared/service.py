@@ -45,6 +45,7 @@ class Runtime:
             self.database,
             handlers,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
             retry_delays_ms=settings.retry_delays_ms,
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
             declare_all=settings.declare_topology == "all",

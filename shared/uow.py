@@ -21,14 +21,21 @@ from shared.events import Message
 
 class UnitOfWork:
     def __init__(
-        self, database: Database, producer: str, parent: context.Context | None = None
+        self,
+        database: Database,
+        producer: str,
+        parent: context.Context | None = None,
+        *,
+        within: Sql | None = None,
     ) -> None:
-        """`parent`: the trace context to run in, if not the current one (a request's)."""
+        """`parent`: the trace context to run in, if not the current one (a request's).
+        `within`: a transaction that several units of work share and their owner commits
+        (shared/batching.py); each then `stage`s instead of committing."""
         self._database = database
         self._producer = producer
         self._parent = parent
         self._exit_stack = AsyncExitStack()
-        self._sql: Sql | None = None
+        self._sql: Sql | None = within
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
         self._trace_contexts: list[tracing.TraceContext] = []
@@ -46,8 +53,9 @@ class UnitOfWork:
         self._span, self._token = tracing.start(
             "unit of work", {"saga.producer": self._producer}, self._parent
         )
-        # Whatever is not committed when the block ends is rolled back (`Database.connect`).
-        self._sql = await self._exit_stack.enter_async_context(self._database.connect())
+        if self._sql is None:
+            # Whatever is not committed when the block ends is rolled back (`Database.connect`).
+            self._sql = await self._exit_stack.enter_async_context(self._database.connect())
         return self
 
     async def __aexit__(
@@ -92,11 +100,19 @@ class UnitOfWork:
         self._after_commit.append(action)
 
     async def commit(self) -> None:
+        await self.stage()
+        await self.sql.connection.commit()
+        self.committed()
+
+    async def stage(self) -> None:
+        """Write the outbox rows, for the transaction's commit."""
         for envelope, trace_context in zip(self.emitted, self._trace_contexts, strict=True):
             await outbox.append(self.sql, envelope, trace_context)
         if self._span is not None and self.emitted:
             self._span.set_attribute("saga.emitted", [e.type for e in self.emitted])
-        await self.sql.connection.commit()
+
+    def committed(self) -> None:
+        """The transaction has committed: run what waited for it."""
         for action in self._after_commit:
             action()
 

@@ -1,0 +1,163 @@
+"""Deliveries that wait together, committed together: the consumer's layer for load.
+
+shared/consumer.py applies one message in one unit of work and acks it after the commit. Under
+load several of a process's deliveries wait for the database at once, and each paid for a
+transaction of its own: a connection's checkout, a BEGIN, a COMMIT and its flush to disk. Here
+the messages that wait together share one transaction: each still runs its own work, in its own
+trace (its saga's lock and inbox row, its handler's statements, its outbox rows), one after the
+other on one connection, and they commit at once; the consumer acks each only after that commit,
+as if it had been alone.
+
+- Nothing waits to make a batch: a message that finds the database free goes at once, alone;
+  those that come while a transaction runs go together in the next. A process runs one such
+  transaction at a time, so its batches never wait on each other's locks, and two messages of
+  one saga apply in the order they came, the second seeing the first's writes.
+- When a message's work fails, the batch is rolled back and every message of it is applied
+  again in a transaction of its own: the failing one then fails alone and takes its own way out
+  (retried later, or dead-lettered: the consumer's), and the others, which did nothing wrong,
+  commit. Batching never decides a message's fate: a conflict that only the batch made (a
+  deadlock with another process's batch over two sagas' rows) is gone when each runs alone. The
+  same when the commit fails: one that took effect though its answer was lost is then absorbed
+  by the inbox.
+- A database that cannot be reached fails every message of the batch at once: one wait, not
+  one per message.
+- A process killed between the commit and the acks has every message of the batch redelivered,
+  and the inbox absorbs each (tests/e2e/test_crash_windows.py).
+
+Measured in docs/DESIGN.md (decision 24); `CONSUMER_BATCH_SIZE=1` turns it off.
+"""
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shared.db import Database, Sql, is_outage
+from shared.metrics import BATCH_MESSAGES
+from shared.uow import UnitOfWork
+
+logger = logging.getLogger("consumer")
+
+T = TypeVar("T")
+Work = Callable[[UnitOfWork], Awaitable[T]]
+
+
+@dataclass
+class _Waiting(Generic[T]):
+    work: Work[T]
+    # The caller's context (its trace, its log lines' order id): the work runs in it.
+    context: contextvars.Context
+    done: asyncio.Future[tuple[T, UnitOfWork]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, result: tuple[T, UnitOfWork] | BaseException) -> None:
+        if self.done.done():
+            return
+        if isinstance(result, BaseException):
+            self.done.set_exception(result)
+        else:
+            self.done.set_result(result)
+
+
+class Transactions:
+    """The units of work of one consumer's messages: alone, or batched with what waits."""
+
+    def __init__(self, database: Database, service: str, batch_size: int) -> None:
+        self._database = database
+        self._service = service
+        self._batch_size = batch_size
+        self._waiting: list[_Waiting[Any]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def run(self, work: Work[T]) -> tuple[T, UnitOfWork]:
+        """Run `work` in a unit of work and commit it, alone or with others; its result and
+        its unit of work (what it emitted) once committed. Raises what the work raised, or
+        what kept its transaction from committing."""
+        if self._batch_size == 1:
+            return await self._alone(work)
+        waiting = _Waiting(work, contextvars.copy_context())
+        # A caller cancelled meanwhile (its channel closed) reads no outcome: not a leak.
+        waiting.done.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._waiting.append(waiting)
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain(), name=f"{self._service} batches")
+        return await asyncio.shield(waiting.done)
+
+    async def _drain(self) -> None:
+        batch: list[_Waiting[Any]] = []
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._batch_size]
+                del self._waiting[: len(batch)]
+                BATCH_MESSAGES.observe(len(batch))
+                if len(batch) == 1:
+                    await self._one_alone(batch[0])
+                else:
+                    await self._together(batch)
+        finally:  # cancelled with the event loop: nobody may wait for ever
+            for waiting in (*batch, *self._waiting):
+                waiting.done.cancel()
+
+    async def _together(self, batch: list[_Waiting[Any]]) -> None:
+        staged: list[tuple[_Waiting[Any], Any]] = []
+        try:
+            async with self._database.connect() as sql:
+                for waiting in batch:
+                    try:
+                        staged.append((waiting, await _in(waiting, self._stage(sql, waiting))))
+                    except Exception as exc:
+                        if is_outage(exc):
+                            return self._fail(batch, exc)
+                        # Its verdict is its own alone: a deadlock with another process's
+                        # batch, say, is not the message's failure.
+                        logger.info(
+                            "a unit of work failed in a batch of %d (%s): each alone",
+                            len(batch),
+                            type(exc).__name__,
+                        )
+                        break
+                else:
+                    await sql.connection.commit()
+                    for waiting, (result, uow) in staged:
+                        uow.committed()
+                        waiting.settle((result, uow))
+                    return None
+        except Exception as exc:  # no connection, or the commit failed
+            if is_outage(exc):
+                return self._fail(batch, exc)
+            logger.warning("a batch of %d failed to commit (%s): each alone", len(batch), exc)
+        for waiting in batch:
+            if not waiting.done.done():
+                await self._one_alone(waiting)
+        return None
+
+    async def _stage(self, sql: Sql, waiting: _Waiting[T]) -> tuple[T, UnitOfWork]:
+        async with UnitOfWork(self._database, self._service, within=sql) as uow:
+            result = await waiting.work(uow)
+            await uow.stage()
+        return result, uow
+
+    async def _one_alone(self, waiting: _Waiting[Any]) -> None:
+        try:
+            waiting.settle(await _in(waiting, self._alone(waiting.work)))
+        except Exception as exc:
+            waiting.settle(exc)
+
+    async def _alone(self, work: Work[T]) -> tuple[T, UnitOfWork]:
+        async with UnitOfWork(self._database, self._service) as uow:
+            result = await work(uow)
+            await uow.commit()
+        return result, uow
+
+    @staticmethod
+    def _fail(batch: list[_Waiting[Any]], exc: Exception) -> None:
+        for waiting in batch:
+            waiting.settle(exc)
+
+
+async def _in(waiting: _Waiting[Any], step: Coroutine[Any, Any, T]) -> T:
+    """Run `step` in the waiting caller's context, as if the caller ran it."""
+    return await asyncio.create_task(step, context=waiting.context)
