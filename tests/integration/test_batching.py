@@ -5,11 +5,9 @@ committed each in a transaction of its own; a database that cannot be reached fa
 once."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from services.payment.handlers import charge_for_order, refund_for_failed_inventory
@@ -18,26 +16,9 @@ from shared.db import Database
 from shared.envelope import wrap
 from shared.events import InventoryFailed, Item, OrderCreated
 from shared.uow import UnitOfWork
-from tests.clients.api import new_id
-from tests.clients.database import rows, scratch_database
+from tests.clients.database import rows
 from tests.integration.handling import count_of, outbox_of
-
-
-@pytest.fixture(scope="module")
-async def payment() -> AsyncIterator[Database]:
-    async with scratch_database("payment") as database:
-        yield database
-
-
-async def funded(database: Database, cents: int) -> str:
-    customer = new_id("cust")
-    async with database.connect(autocommit=True) as sql:
-        await sql.execute(
-            "INSERT INTO accounts (customer_id, balance_cents) VALUES (%(c)s, %(cents)s)",
-            c=customer,
-            cents=cents,
-        )
-    return customer
+from tests.integration.test_payment_handlers import balance, customer_with
 
 
 def order_for(customer: str, cents: int = 100) -> OrderCreated:
@@ -105,7 +86,7 @@ async def inbox_has(database: Database, delivery: Delivery) -> bool:
 async def test_units_of_work_that_wait_together_commit_together_each_with_its_own_rows(
     payment: Database,
 ) -> None:
-    customer = await funded(payment, 10_000)
+    customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer)) for _ in range(6)]
     results = committed(await delivered(Transactions(payment, "payment", 16), deliveries))
 
@@ -122,16 +103,13 @@ async def test_units_of_work_that_wait_together_commit_together_each_with_its_ow
             ("PaymentSucceeded", str(delivery.envelope.message_id))
         ]
         assert [e.type for e in uow.emitted] == ["PaymentSucceeded"]
-    [balance] = await rows(
-        payment, "SELECT balance_cents FROM accounts WHERE customer_id = %(c)s", c=customer
-    )
-    assert balance.balance_cents == 10_000 - 600
+    assert await balance(payment, customer) == 10_000 - 600
 
 
 async def test_two_messages_of_one_saga_in_a_batch_apply_in_order_the_second_seeing_the_first(
     payment: Database,
 ) -> None:
-    customer = await funded(payment, 1_000)
+    customer = await customer_with(payment, 1_000)
     order = order_for(customer, 400)
     failed = InventoryFailed(order_id=order.order_id, reason="out_of_stock")
     deliveries = [Delivery(order), Delivery(failed)]
@@ -148,7 +126,7 @@ async def test_two_messages_of_one_saga_in_a_batch_apply_in_order_the_second_see
 async def test_a_failing_unit_of_work_fails_alone_and_the_others_commit_each_alone(
     payment: Database,
 ) -> None:
-    customer = await funded(payment, 10_000)
+    customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer), fails=100 if i == 2 else 0) for i in range(5)]
     results = await delivered(Transactions(payment, "payment", 16), deliveries)
 
@@ -168,10 +146,7 @@ async def test_a_failing_unit_of_work_fails_alone_and_the_others_commit_each_alo
     for delivery in others:
         assert await inbox_has(payment, delivery)
         assert await count_of(payment, "charges", delivery.event.order_id) == 1
-    [balance] = await rows(
-        payment, "SELECT balance_cents FROM accounts WHERE customer_id = %(c)s", c=customer
-    )
-    assert balance.balance_cents == 10_000 - 400
+    assert await balance(payment, customer) == 10_000 - 400
 
 
 async def test_a_failure_only_the_batch_met_is_not_the_message_s_verdict(
@@ -179,7 +154,7 @@ async def test_a_failure_only_the_batch_met_is_not_the_message_s_verdict(
 ) -> None:
     # As a deadlock between two processes' batches would: the first attempt fails, in the
     # batch; alone, it commits.
-    customer = await funded(payment, 10_000)
+    customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer), fails=1 if i == 1 else 0) for i in range(4)]
     committed(await delivered(Transactions(payment, "payment", 16), deliveries))
     assert len(deliveries[1].transactions) == 2
@@ -190,7 +165,7 @@ async def test_a_failure_only_the_batch_met_is_not_the_message_s_verdict(
 async def test_with_batching_off_every_unit_of_work_has_a_transaction_of_its_own(
     payment: Database,
 ) -> None:
-    customer = await funded(payment, 10_000)
+    customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer)) for _ in range(4)]
     committed(await delivered(Transactions(payment, "payment", 1), deliveries))
     assert len({d.transactions[0] for d in deliveries}) == len(deliveries)

@@ -3,32 +3,16 @@ of work on a scratch database: the same SQL as their event handlers, and an answ
 refund and release, so that the orchestrator, which sends them until it hears back, always
 does."""
 
-from collections.abc import AsyncIterator
 from uuid import uuid4
-
-import pytest
 
 from services.inventory.handlers import release_on_command, reserve_on_command
 from services.payment.handlers import charge_on_command, refund_on_command
 from shared.commands import ChargePayment, RefundPayment, ReleaseInventory, ReserveInventory
 from shared.db import Database
 from shared.events import Item
-from tests.clients.database import scratch_database
 from tests.integration.handling import apply, count_of
 from tests.integration.test_inventory_handlers import sku_with, stock
 from tests.integration.test_payment_handlers import balance, customer_with
-
-
-@pytest.fixture(scope="module")
-async def payment() -> AsyncIterator[Database]:
-    async with scratch_database("payment") as database:
-        yield database
-
-
-@pytest.fixture(scope="module")
-async def inventory() -> AsyncIterator[Database]:
-    async with scratch_database("inventory") as database:
-        yield database
 
 
 def charge(customer: str, cents: int) -> ChargePayment:

@@ -1,7 +1,6 @@
 """Inventory's handlers, each alone with a real unit of work on a scratch database: every line
 reserved or none, a release at most once, and nothing for an order cancelled first."""
 
-from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
@@ -10,14 +9,8 @@ from services.inventory.handlers import release_for_cancelled_order, reserve_sto
 from shared.db import Database
 from shared.events import Item, OrderCancelled, PaymentSucceeded
 from tests.clients.api import new_id
-from tests.clients.database import rows, scratch_database
+from tests.clients.database import rows
 from tests.integration.handling import apply, count_of, outbox_of
-
-
-@pytest.fixture(scope="module")
-async def inventory() -> AsyncIterator[Database]:
-    async with scratch_database("inventory") as database:
-        yield database
 
 
 async def sku_with(database: Database, units: int) -> str:

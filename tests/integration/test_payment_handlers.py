@@ -1,7 +1,6 @@
 """Payment's handlers, each alone with a real unit of work on a scratch database: what each
 writes, what it emits, and what it refuses to do twice."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -17,14 +16,8 @@ from shared.envelope import wrap
 from shared.events import InventoryFailed, Item, OrderCancelled, OrderCreated
 from shared.uow import UnitOfWork
 from tests.clients.api import new_id
-from tests.clients.database import rows, scratch_database
+from tests.clients.database import rows
 from tests.integration.handling import apply, outbox_of
-
-
-@pytest.fixture(scope="module")
-async def payment() -> AsyncIterator[Database]:
-    async with scratch_database("payment") as database:
-        yield database
 
 
 async def customer_with(database: Database, cents: int) -> str:
