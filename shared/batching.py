@@ -19,6 +19,8 @@ as if it had been alone.
   deadlock with another process's batch over two sagas' rows) is gone when each runs alone. The
   same when the commit fails: one that took effect though its answer was lost is then absorbed
   by the inbox.
+- A batch that waits on a row lock for more than 100 ms gives up the same way (see
+  GIVE_UP_ON_LOCKS): a lock cycle between two processes' batches costs 100 ms, not a second.
 - A database that cannot be reached fails every message of the batch at once: one wait, not
   one per message.
 - A process killed between the commit and the acks has every message of the batch redelivered,
@@ -39,6 +41,14 @@ from shared.metrics import BATCH_MESSAGES
 from shared.uow import UnitOfWork
 
 logger = logging.getLogger("consumer")
+
+# A batch takes its messages' row locks in the order the messages came, not in one order for
+# all: two processes' batches of one service can wait for each other, and PostgreSQL would
+# only see the deadlock after its deadlock_timeout (1 s), with both batches stalled all that
+# while. A batch that waits on a lock this long gives up instead, and its messages each go
+# alone, where a message takes its locks in one order (inventory's skus sorted, payment's one
+# account). Short waits, on a lock that its holder will soon give back, still succeed.
+GIVE_UP_ON_LOCKS = "SET LOCAL lock_timeout = '100ms'"
 
 T = TypeVar("T")
 Work = Callable[[UnitOfWork], Awaitable[T]]
@@ -105,6 +115,7 @@ class Transactions:
         staged: list[tuple[_Waiting[Any], Any]] = []
         try:
             async with self._database.connect() as sql:
+                await sql.execute(GIVE_UP_ON_LOCKS)
                 for waiting in batch:
                     try:
                         staged.append((waiting, await _in(waiting, self._stage(sql, waiting))))

@@ -187,3 +187,29 @@ async def test_a_database_out_of_reach_fails_the_whole_batch_with_one_wait(
     # One checkout failed for the batch, and that one failure is every message's answer.
     assert len({id(result) for result in results}) == 1, results
     assert not any(delivery.transactions for delivery in deliveries)
+
+
+async def test_a_batch_that_waits_on_a_lock_gives_up_and_each_goes_alone(
+    payment: Database,
+) -> None:
+    # Another transaction holds the customer's account for half a second, as the other side
+    # of a lock cycle would. The batch gives up after 100 ms; alone, each waits its turn.
+    customer = await customer_with(payment, 10_000)
+    deliveries = [Delivery(order_for(customer)) for _ in range(3)]
+    async with payment.connect() as holder:
+        await holder.execute(
+            "SELECT 1 FROM accounts WHERE customer_id = %(c)s FOR UPDATE", c=customer
+        )
+        outcomes = asyncio.ensure_future(
+            delivered(Transactions(payment, "payment", 16), deliveries)
+        )
+        await asyncio.sleep(0.5)
+        assert not outcomes.done(), "nothing waited for the lock"
+        await holder.connection.commit()
+    committed(await outcomes)
+    # The first met the lock in the batch and gave up, then waited for it alone; the batch
+    # never reached the other two, which went alone after it.
+    assert [len(d.transactions) for d in deliveries] == [2, 1, 1], [
+        d.transactions for d in deliveries
+    ]
+    assert await balance(payment, customer) == 10_000 - 300
