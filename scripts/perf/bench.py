@@ -2,9 +2,11 @@
 
     ./saga bench [--saturation-orders 1500] [--seconds 15] [--mode orchestration]
     ./saga bench --compare-modes     choreography and orchestration in one table
+    ./saga bench --processes 2       two processes of every service and relay
 
-On a stack of its own (own databases, vhost and ports; one process of each service and relay)
-it measures, and prints as a Markdown table:
+On a stack of its own (own databases, vhost and ports; one process of each service and relay,
+or `--processes 2` of each, the POSTs spread over the order services) it measures, and prints
+as a Markdown table:
 1. POST to CONFIRMED for one order at a time on an idle stack (client-observed, polling);
 2. completed sagas/s at saturation (closed loop, many orders in flight), after a warm-up;
 3. latency p50/p95/p99 from POST to CONFIRMED at 25%, 50% and 75% of that, and at 50/s offered
@@ -30,20 +32,22 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aio_pika
 import aiohttp
 import sqlalchemy as sa
 
+from scripts.perf import history
 from scripts.perf.load import Load, Mix, Result
 from scripts.stack import Stack, StackConfig
+from scripts.stack.instances import free_port
 from scripts.stack.traces import TraceReceiver
 from services.order.state import TERMINAL
 from shared.db import Database
 from shared.inbox import RECORD
-from shared.system import PROCESSES, Mode
+from shared.system import PROCESSES, RELAYS, SERVICE_NAMES, Mode
 
 MACHINE = "the whole machine (/proc/stat)"
 HAPPY = Mix(customers=20, poor_ratio=0, scarce_ratio=0, cancel_ratio=0)
@@ -77,10 +81,15 @@ async def idle_latency(urls: dict[str, str], orders: int) -> tuple[list[float], 
 
 
 async def run_orders(
-    urls: dict[str, str], orders: int, concurrency: int, rate: float | None
+    urls: dict[str, str],
+    orders: int,
+    concurrency: int,
+    rate: float | None,
+    order_copies: Sequence[str] = (),
 ) -> Result:
-    """Place happy-path orders on the bench's own stack and read them back once it is idle."""
-    load = Load(urls, seed=orders, mix=HAPPY)
+    """Place happy-path orders on the bench's own stack and read them back once it is idle;
+    the POSTs spread over the order service's copies, if it runs several."""
+    load = Load(urls, seed=orders, mix=HAPPY, order_copies=order_copies)
     try:
         return await load.run_load(orders, concurrency, rate, alone=True)
     finally:
@@ -204,14 +213,16 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_process(stack: Stack) -> dict[str, float]:
+def cpu_by_process(stack: Stack, copies: Sequence[str] = ()) -> dict[str, float]:
     """CPU seconds so far of each process of the stack, of RabbitMQ and PostgreSQL (every
     process of theirs on this machine), of this one (the load generator), and of the machine.
 
     A process that exits between two readings takes its CPU with it: PostgreSQL backends of
     connections that came and went are missing from the PostgreSQL line, never from the
     machine's."""
-    usage = {name: cpu_seconds(pid) for name in PROCESSES if (pid := stack.pid_of(name))}
+    usage = {
+        name: cpu_seconds(pid) for name in (*PROCESSES, *copies) if (pid := stack.pid_of(name))
+    }
     servers = {"beam.smp": "RabbitMQ", "postgres": "PostgreSQL"}
     for server in servers.values():
         usage[server] = 0.0
@@ -258,6 +269,49 @@ class ProjectionLag:
         return f"median {1000 * ordered[len(ordered) // 2]:.0f} ms, max {1000 * ordered[-1]:.0f} ms"
 
 
+async def route_latency(
+    urls: dict[str, str], order_id: str | None, calls: int = 40
+) -> dict[str, float]:
+    """Median ms of the read routes, one call at a time: the lists, and the views of one order
+    (`order_id`: one deep in the history, if there is one; else the newest)."""
+    async with aiohttp.ClientSession() as session:
+        if order_id is None:
+            async with session.get(f"{urls['order']}/orders?limit=1") as reply:
+                order_id = str((await reply.json())["orders"][0]["order_id"])
+    routes = {
+        "GET /orders?limit=100": f"{urls['order']}/orders?limit=100",
+        "GET /orders?status=CONFIRMED&limit=100": (
+            f"{urls['order']}/orders?status=CONFIRMED&limit=100"
+        ),
+        "GET /orders/{id}": f"{urls['order']}/orders/{order_id}",
+        "GET /orders/{id}/history": f"{urls['order']}/orders/{order_id}/history",
+        "GET /payments?order_id=": f"{urls['payment']}/payments?order_id={order_id}",
+        "GET /reservations?order_id=": f"{urls['inventory']}/reservations?order_id={order_id}",
+    }
+    medians = {}
+    async with aiohttp.ClientSession() as session:
+        for route, url in routes.items():
+            took = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                async with session.get(url) as reply:
+                    await reply.read()
+                    assert reply.status == 200, f"{route}: {reply.status}"
+                took.append((time.perf_counter() - started) * 1000)
+            medians[route] = statistics.median(took)
+    return medians
+
+
+def copies_of(config: StackConfig, processes: int) -> list[str]:
+    """The names of the copies beyond the first of every service and relay (`payment.2`),
+    each service's given a port of its own."""
+    copies = []
+    for copy in range(2, processes + 1):
+        config.ports |= {f"{service}.{copy}": free_port() for service in SERVICE_NAMES}
+        copies += [f"{name}.{copy}" for name in (*SERVICE_NAMES, *RELAYS)]
+    return copies
+
+
 def _row(label: str, result: Result) -> str:
     return (
         f"| {label} | {result.throughput:.1f} | {result.percentile(0.5):.0f} | "
@@ -273,14 +327,18 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         f"timestamps, {statistics.median(idle):.1f} ms as the polling client sees it"
     )
 
+    copies = args.copies
+    posts = [stack.config.base_url(name) for name in copies if name.startswith("order.")]
     # Not counted: every pool grows to its size, and every connection prepares its statements.
-    await run_orders(urls, args.warm_up_orders, concurrency=128, rate=None)
+    await run_orders(urls, args.warm_up_orders, concurrency=128, rate=None, order_copies=posts)
     dashboard = None if args.without_dashboard else stack.config.dashboard_url
-    before = cpu_by_process(stack)
+    before = cpu_by_process(stack, copies)
     spans_before = args.receiver.count if args.receiver else 0
     async with ProjectionLag(dashboard) as saturated_lag:
-        saturated = await run_orders(urls, args.saturation_orders, concurrency=128, rate=None)
-    after = cpu_by_process(stack)
+        saturated = await run_orders(
+            urls, args.saturation_orders, concurrency=128, rate=None, order_copies=posts
+        )
+    after = cpu_by_process(stack, copies)
     if args.receiver:
         await asyncio.sleep(6)  # the SDK exports every 5 s, or at every 512 spans
         spans = (args.receiver.count - spans_before) / saturated.orders
@@ -292,12 +350,15 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
     for share in (0.25, 0.5, 0.75):
         rate = ceiling * share
         result = await run_orders(
-            urls, max(20, int(rate * args.seconds)), concurrency=1000, rate=rate
-        )
+            urls, max(20, int(rate * args.seconds)), concurrency=1000, rate=rate,
+            order_copies=posts,
+        )  # fmt: skip
         rows.append(_row(f"{share:.0%} of saturation, {rate:.0f}/s offered", result))
         print(rows[-1])
     async with ProjectionLag(dashboard) as fifty_lag:
-        at_fifty = await run_orders(urls, int(50 * args.seconds), concurrency=1000, rate=50)
+        at_fifty = await run_orders(
+            urls, int(50 * args.seconds), concurrency=1000, rate=50, order_copies=posts
+        )
     rows.append(_row("50/s offered", at_fifty))
     print(rows[-1])
     print(
@@ -309,6 +370,8 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
     )
     print(f"bare transport: {transport:.0f} messages/s")
+    routes = await route_latency(urls, args.history_order)
+    print("read routes, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in routes.items()))
     costs = await statement_costs(stack.config.database_url("order"))
     print("CPU µs, one at a time: " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
 
@@ -357,6 +420,14 @@ def main() -> None:
         help="the saga choreographed (the default) or orchestrated",
     )  # fmt: skip
     parser.add_argument(
+        "--processes", type=int, default=1, choices=(1, 2, 3),
+        help="how many processes of each service and relay (POSTs spread over the orders')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", type=int, default=0, metavar="SAGAS",
+        help="finished sagas written into the databases first (scripts/perf/history.py)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-modes", action="store_true",
         help="both modes, one after the other, in one table (scripts/perf/modes.py)",
     )  # fmt: skip
@@ -375,10 +446,22 @@ def main() -> None:
             print(f"exporting spans to {args.receiver.endpoint}")
         directory = Path(tempfile.mkdtemp(prefix="saga-bench-"))
         config = StackConfig.isolated("sagabench", directory, env=env, mode=Mode(args.mode))
-        print(f"starting a stack of its own, {config.mode} (logs in {config.log_dir})")
+        args.copies = copies_of(config, args.processes)
+        print(
+            f"starting a stack of its own, {config.mode}, {args.processes} process(es) of each "
+            f"service and relay (logs in {config.log_dir})"
+        )
         stack = running.enter_context(Stack(config).running())
+        if args.copies:
+            stack.start(*args.copies)
+            stack.wait_ready(*args.copies)
         if args.without_dashboard:
             stack.stop("dashboard")
+        args.history_order = None
+        if args.history:
+            took = history.write(config, args.history)
+            print(f"history: {args.history} finished sagas written in {took:.0f} s")
+            args.history_order = history.history_order_id(config, args.history // 2)
         asyncio.run(bench(stack, args))
 
 

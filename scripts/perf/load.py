@@ -14,6 +14,7 @@ and INVENTORY_URL name any other.
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -21,6 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -117,8 +119,18 @@ class Result:
 
 
 class Load:
-    def __init__(self, urls: dict[str, str], seed: int, mix: Mix, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        urls: dict[str, str],
+        seed: int,
+        mix: Mix,
+        timeout: float = 10.0,
+        order_copies: Sequence[str] = (),
+    ) -> None:
+        """`order_copies`: the addresses of more order services on the same database; POSTs
+        go to each in turn."""
         self.urls = urls
+        self._posts_to = itertools.cycle([urls["order"], *order_copies])
         self.random = random.Random(seed)
         self.mix = mix
         self.run = uuid.UUID(int=self.random.getrandbits(128)).hex[:8] + uuid.uuid4().hex[:4]
@@ -182,7 +194,7 @@ class Load:
 
     async def place(self, body: dict[str, Any], cancel: bool) -> str:
         response = await self.request(
-            "POST", f"{self.urls['order']}/orders", json=body,
+            "POST", f"{next(self._posts_to)}/orders", json=body,
             headers={"Idempotency-Key": f"{self.run}-{uuid.uuid4().hex}"},
         )  # fmt: skip
         response.raise_for_status()
@@ -275,7 +287,8 @@ class Load:
                 await self.request("GET", orders, params={"limit": 1000, "offset": offset})
             ).json()["orders"]
             final |= {o["order_id"]: o for o in page if o["order_id"] in ids}
-            if len(page) < 1000:
+            # Newest first: once every order of this run is read, the rest is older history.
+            if len(page) < 1000 or len(final) == len(ids):
                 return final
             offset += 1000
 
