@@ -36,6 +36,7 @@ CLUSTER_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 PROJECT = "saga"
 BROKER_CONTAINER = "rabbitmq"
 WAIT_SECONDS = 300
+DOWN_ATTEMPTS = 5  # `down` refused for a network still releasing its endpoints (see `down`)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,17 @@ class Compose:
             raise ComposeError(f"{exc}\n{self._diagnose()}".rstrip()) from None
 
     def down(self, volumes: bool = False) -> None:
-        self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+        # The engine now and then refuses to remove a network whose containers it has just
+        # removed ("has active endpoints": their endpoints are still being released; seen in a
+        # fresh-clone CI). `down` again, a moment later, finishes the job.
+        for attempt in range(DOWN_ATTEMPTS):
+            try:
+                self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+                return
+            except ComposeError as refused:
+                if "active endpoints" not in str(refused) or attempt == DOWN_ATTEMPTS - 1:
+                    raise
+                time.sleep(1)
 
     def ps(self) -> list[dict[str, Any]]:
         """Every container of the project, running or not, as `docker compose ps` says."""
