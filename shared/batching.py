@@ -141,8 +141,7 @@ class Transactions:
                 return self._fail(batch, exc)
             logger.warning("a batch of %d failed to commit (%s): each alone", len(batch), exc)
         for waiting in batch:
-            if not waiting.done.done():
-                await self._one_alone(waiting)
+            await self._one_alone(waiting)
         return None
 
     async def _stage(self, sql: Sql, waiting: _Waiting[T]) -> tuple[T, UnitOfWork]:

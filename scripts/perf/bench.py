@@ -274,22 +274,23 @@ async def route_latency(
 ) -> dict[str, float]:
     """Median ms of the read routes, one call at a time: the lists, and the views of one order
     (`order_id`: one deep in the history, if there is one; else the newest)."""
+    medians = {}
     async with aiohttp.ClientSession() as session:
         if order_id is None:
             async with session.get(f"{urls['order']}/orders?limit=1") as reply:
                 order_id = str((await reply.json())["orders"][0]["order_id"])
-    routes = {
-        "GET /orders?limit=100": f"{urls['order']}/orders?limit=100",
-        "GET /orders?status=CONFIRMED&limit=100": (
-            f"{urls['order']}/orders?status=CONFIRMED&limit=100"
-        ),
-        "GET /orders/{id}": f"{urls['order']}/orders/{order_id}",
-        "GET /orders/{id}/history": f"{urls['order']}/orders/{order_id}/history",
-        "GET /payments?order_id=": f"{urls['payment']}/payments?order_id={order_id}",
-        "GET /reservations?order_id=": f"{urls['inventory']}/reservations?order_id={order_id}",
-    }
-    medians = {}
-    async with aiohttp.ClientSession() as session:
+        routes = {
+            "GET /orders?limit=100": f"{urls['order']}/orders?limit=100",
+            "GET /orders?status=CONFIRMED&limit=100": (
+                f"{urls['order']}/orders?status=CONFIRMED&limit=100"
+            ),
+            "GET /orders/{id}": f"{urls['order']}/orders/{order_id}",
+            "GET /orders/{id}/history": f"{urls['order']}/orders/{order_id}/history",
+            "GET /payments?order_id=": f"{urls['payment']}/payments?order_id={order_id}",
+            "GET /reservations?order_id=": (
+                f"{urls['inventory']}/reservations?order_id={order_id}"
+            ),
+        }
         for route, url in routes.items():
             took = []
             for _ in range(calls):

@@ -133,8 +133,7 @@ def test_two_relays_on_one_database_publish_every_row_with_every_effect_once(
 
 
 def published_all(stack: Stack, orders: list[str]) -> bool:
-    """The order relay has published every row of these orders (their OrderCreated waits in
-    payment's queue while payment is down)."""
+    """The order relay has published every row these orders have in the outbox so far."""
     return all(not pending_outbox(stack, "order", order_id) for order_id in orders)
 
 
