@@ -1,28 +1,35 @@
-"""Deliveries that wait together, committed together: the consumer's layer for load.
+"""Units of work that wait together, committed together: the layer for load.
 
-shared/consumer.py applies one message in one unit of work and acks it after the commit. Under
-load several of a process's deliveries wait for the database at once, and each paid for a
-transaction of its own: a connection's checkout, a BEGIN, a COMMIT and its flush to disk. Here
-the messages that wait together share one transaction: each still runs its own work, in its own
-trace (its saga's lock and inbox row, its handler's statements, its outbox rows), one after the
-other on one connection, and they commit at once; the consumer acks each only after that commit,
-as if it had been alone.
+shared/consumer.py applies one message in one unit of work and acks it after the commit; a write
+route (`POST /orders`, a cancel: shared/service.py, `Transact`) runs one unit of work per request
+and answers after the commit. Under load several of a process's units of work wait for the
+database at once, and each paid for a transaction of its own: a connection's checkout, a BEGIN,
+a COMMIT and its flush to disk. Here those that wait together share one transaction: each still
+runs its own work, in its own trace (its saga's lock and inbox row, its handler's statements),
+one after the other on one connection; the outbox rows they emitted are written by one statement,
+and they commit at once. The consumer acks each message only after that commit, and a route
+answers only then, as if it had been alone.
 
-- Nothing waits to make a batch: a message that finds the database free goes at once, alone;
-  those that come while a transaction runs go together in the next. A process runs one such
-  transaction at a time, so its batches never wait on each other's locks, and two messages of
-  one saga apply in the order they came, the second seeing the first's writes.
-- When a message's work fails, the batch is rolled back and every message of it is applied
-  again in a transaction of its own: the failing one then fails alone and takes its own way out
-  (retried later, or dead-lettered: the consumer's), and the others, which did nothing wrong,
-  commit. Batching never decides a message's fate: a conflict that only the batch made (a
-  deadlock with another process's batch over two sagas' rows) is gone when each runs alone. The
-  same when the commit fails: one that took effect though its answer was lost is then absorbed
-  by the inbox.
+- Nothing waits to make a batch: a unit of work that finds none running goes at once, alone;
+  those that come while a transaction runs go together in the next. A consumer runs one such
+  transaction at a time, so two messages of one saga apply in the order they came, the second
+  seeing the first's writes. The write routes have a `Transactions` of their own, so that a
+  request never waits for a batch of messages; a request's batch and a message's that meet on
+  row locks give up like two processes' (below).
+- When a unit of work fails, the batch is rolled back and every unit of work of it runs again
+  in a transaction of its own: the failing one then fails alone and takes its own way out
+  (retried later, or dead-lettered: the consumer's; an error answer: the route's), and the
+  others, which did nothing wrong, commit. A route's refusal that writes nothing (an unknown
+  order, a reused Idempotency-Key) is returned by its work, not raised, so it does not cost its
+  neighbours a second run. Batching never decides a message's or a request's fate: a conflict
+  that only the batch made (a deadlock with another process's batch over two sagas' rows) is
+  gone when each runs alone. The same when the server refuses the commit (nothing committed).
 - A batch that waits on a row lock for more than 100 ms gives up the same way (see
   GIVE_UP_ON_LOCKS): a lock cycle between two processes' batches costs 100 ms, not a second.
-- A database that cannot be reached fails every message of the batch at once: one wait, not
-  one per message.
+- A database that cannot be reached fails every unit of work of the batch at once: one wait, not
+  one per message. So does a commit whose answer is lost with its connection: a message is then
+  delivered again and absorbed by the inbox, a request answered 503 (an Idempotency-Key makes
+  its retry safe), as when alone.
 - A process killed between the commit and the acks has every message of the batch redelivered,
   and the inbox absorbs each (tests/e2e/test_crash_windows.py).
 
@@ -36,6 +43,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.context import Context
+
+from shared import outbox
 from shared.db import Database, Sql, is_outage
 from shared.metrics import BATCH_MESSAGES
 from shared.uow import UnitOfWork
@@ -57,6 +67,7 @@ Work = Callable[[UnitOfWork], Awaitable[T]]
 @dataclass
 class _Waiting(Generic[T]):
     work: Work[T]
+    parent: Context | None  # the trace to run in, if not the caller's current one (a request's)
     # The caller's context (its trace, its log lines' order id): the work runs in it.
     context: contextvars.Context
     done: asyncio.Future[tuple[T, UnitOfWork]] = field(
@@ -73,7 +84,8 @@ class _Waiting(Generic[T]):
 
 
 class Transactions:
-    """The units of work of one consumer's messages: alone, or batched with what waits."""
+    """A process's units of work, its consumer's and its write routes': alone, or batched with
+    what waits."""
 
     def __init__(self, database: Database, service: str, batch_size: int) -> None:
         self._database = database
@@ -82,13 +94,13 @@ class Transactions:
         self._waiting: list[_Waiting[Any]] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T]) -> tuple[T, UnitOfWork]:
+    async def run(self, work: Work[T], parent: Context | None = None) -> tuple[T, UnitOfWork]:
         """Run `work` in a unit of work and commit it, alone or with others; its result and
         its unit of work (what it emitted) once committed. Raises what the work raised, or
         what kept its transaction from committing."""
         if self._batch_size == 1:
-            return await self._alone(work)
-        waiting = _Waiting(work, contextvars.copy_context())
+            return await self._alone(work, parent)
+        waiting = _Waiting(work, parent, contextvars.copy_context())
         # A caller cancelled meanwhile (its channel closed) reads no outcome: not a leak.
         waiting.done.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._waiting.append(waiting)
@@ -113,12 +125,15 @@ class Transactions:
 
     async def _together(self, batch: list[_Waiting[Any]]) -> None:
         staged: list[tuple[_Waiting[Any], Any]] = []
+        rows: list[outbox.Row] = []  # the batch's outbox rows, written at once
         try:
             async with self._database.connect() as sql:
                 await sql.execute(GIVE_UP_ON_LOCKS)
                 for waiting in batch:
                     try:
-                        staged.append((waiting, await _in(waiting, self._stage(sql, waiting))))
+                        done, emitted = await _in(waiting, self._stage(sql, waiting))
+                        staged.append((waiting, done))
+                        rows += emitted
                     except Exception as exc:
                         if is_outage(exc):
                             return self._fail(batch, exc)
@@ -131,6 +146,7 @@ class Transactions:
                         )
                         break
                 else:
+                    await outbox.append(sql, rows)
                     await sql.connection.commit()
                     for waiting, (result, uow) in staged:
                         uow.committed()
@@ -144,20 +160,22 @@ class Transactions:
             await self._one_alone(waiting)
         return None
 
-    async def _stage(self, sql: Sql, waiting: _Waiting[T]) -> tuple[T, UnitOfWork]:
-        async with UnitOfWork(self._database, self._service, within=sql) as uow:
+    async def _stage(
+        self, sql: Sql, waiting: _Waiting[T]
+    ) -> tuple[tuple[T, UnitOfWork], list[outbox.Row]]:
+        async with UnitOfWork(self._database, self._service, waiting.parent, within=sql) as uow:
             result = await waiting.work(uow)
-            await uow.stage()
-        return result, uow
+            rows = uow.staged()
+        return (result, uow), rows
 
     async def _one_alone(self, waiting: _Waiting[Any]) -> None:
         try:
-            waiting.settle(await _in(waiting, self._alone(waiting.work)))
+            waiting.settle(await _in(waiting, self._alone(waiting.work, waiting.parent)))
         except Exception as exc:
             waiting.settle(exc)
 
-    async def _alone(self, work: Work[T]) -> tuple[T, UnitOfWork]:
-        async with UnitOfWork(self._database, self._service) as uow:
+    async def _alone(self, work: Work[T], parent: Context | None) -> tuple[T, UnitOfWork]:
+        async with UnitOfWork(self._database, self._service, parent) as uow:
             result = await work(uow)
             await uow.commit()
         return result, uow

@@ -22,7 +22,6 @@ from opentelemetry.trace import Span, StatusCode
 from shared import topology, tracing
 from shared.batching import Transactions
 from shared.broker import BrokerLink
-from shared.db import Database
 from shared.envelope import PoisonMessage, decode
 from shared.faults import Faults
 from shared.log import for_order
@@ -42,11 +41,10 @@ class Consumer:
     def __init__(
         self,
         service: str,
-        database: Database,
+        transactions: Transactions,
         handlers: Mapping[str, Handler],
         *,
         prefetch: int,
-        batch_size: int = 1,
         retry_delays_ms: list[int],
         faults: Faults,
         declare_all: bool = True,
@@ -61,7 +59,7 @@ class Consumer:
         self._mode = mode
         self._queue = topology.work_queue(service, mode)
         self._redelivery = Redelivery(service, retry_delays_ms, mode)
-        self._transactions = Transactions(database, service, batch_size)
+        self._transactions = transactions
         self._inspector: AbstractChannel | None = None
 
     async def start(self, link: BrokerLink, connection: AbstractConnection) -> None:

@@ -15,7 +15,8 @@ HANDLE_SECONDS = Histogram(
 )
 BATCH_MESSAGES = Histogram(
     "saga_consumer_batch_messages",
-    "Messages committed in one transaction by the consumer (1: alone; shared/batching.py).",
+    "Units of work committed in one transaction: a consumer's deliveries and the write routes' "
+    "requests (1: alone; shared/batching.py).",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 RELAY_PUBLISHED = Counter("saga_relay_published_total", "Outbox rows published and confirmed.")

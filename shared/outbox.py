@@ -17,18 +17,28 @@ from shared.tracing import TraceContext
 # (`create_messaging_tables`), in every service's first migration.
 NOTIFY_CHANNEL = "outbox"
 
+# Every row a transaction emits, in one statement and one round trip: a unit of work's, or all
+# of a batch's (shared/batching.py). The rows are numbered in the order they are listed, which
+# is the order the relay publishes them in. The arrays go in binary: in text, psycopg escapes
+# every quote of every JSON body, one regular-expression substitution each, and that cost the
+# order service 3% of its CPU.
 APPEND = """
     INSERT INTO outbox (message_id, routing_key, body, trace_context)
-    VALUES (%(message_id)s, %(routing_key)s, %(body)s::jsonb, %(trace_context)s::jsonb)
+    SELECT * FROM unnest(%(message_ids)b::uuid[], %(routing_keys)b::text[],
+                         %(bodies)b::jsonb[], %(trace_contexts)b::jsonb[])
 """
 
+Row = tuple[Envelope, TraceContext]
 
-async def append(sql: Sql, envelope: Envelope, trace_context: TraceContext) -> None:
-    """Add an event or a command to the outbox, in the caller's transaction."""
+
+async def append(sql: Sql, rows: list[Row]) -> None:
+    """Add events or commands to the outbox, in the caller's transaction."""
+    if not rows:
+        return
     await sql.execute(
         APPEND,
-        message_id=envelope.message_id,
-        routing_key=MESSAGE_TYPES[envelope.type].routing_key,
-        body=envelope.model_dump_json(),
-        trace_context=json.dumps(trace_context) if trace_context else None,
+        message_ids=[envelope.message_id for envelope, _ in rows],
+        routing_keys=[MESSAGE_TYPES[envelope.type].routing_key for envelope, _ in rows],
+        bodies=[envelope.model_dump_json() for envelope, _ in rows],
+        trace_contexts=[json.dumps(context) if context else None for _, context in rows],
     )

@@ -8,16 +8,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.context import Context
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
 from shared import http, log, tracing
+from shared.batching import Transactions, Work
 from shared.broker import BrokerLink
 from shared.consumer import Consumer
 from shared.db import Database
@@ -25,9 +27,11 @@ from shared.faults import Faults
 from shared.housekeeping import PRUNE_INBOX, run_pruning
 from shared.metrics import READY
 from shared.settings import ServiceSettings
-from shared.uow import Handler, UnitOfWork
+from shared.uow import Handler
 
 logger = logging.getLogger("service")
+
+T = TypeVar("T")
 
 # A background task of the service (the order reaper, say): runs until cancelled.
 BackgroundTask = Callable[[Database], Coroutine[Any, Any, None]]
@@ -40,12 +44,16 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.database = Database(settings.database_url, settings.db_pool_size)
+        # Under load the consumer's deliveries that wait together commit together, and so do
+        # the write routes' requests (shared/batching.py); the two apart, so that a request
+        # never waits for a batch of messages to commit.
+        batch_size = settings.consumer_batch_size
+        self.requests = Transactions(self.database, name, batch_size)
         self.consumer = Consumer(
             name,
-            self.database,
+            Transactions(self.database, name, batch_size),
             handlers,
             prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
             retry_delays_ms=settings.retry_delays_ms,
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
             declare_all=settings.declare_topology == "all",
@@ -177,11 +185,27 @@ async def _database(request: Request) -> Database:
     return runtime.database
 
 
-async def _unit_of_work(request: Request) -> UnitOfWork:
+class Transact:
+    """A write route's way to its unit of work: `await transact(work)` runs `work(uow)` in the
+    request's trace, commits it (alone, or with the units of work that wait beside it, as the
+    consumer's deliveries do: shared/batching.py) and returns what `work` returned. The work
+    raises only what is meant to fail the transaction; a refusal that writes nothing (an
+    unknown order, say) is better returned, so that a batch it shares is not sent alone."""
+
+    def __init__(self, transactions: Transactions, parent: Context | None) -> None:
+        self._transactions = transactions
+        self._parent = parent
+
+    async def __call__(self, work: Work[T]) -> T:
+        result, _ = await self._transactions.run(work, self._parent)
+        return result
+
+
+async def _transact(request: Request) -> Transact:
     runtime: Runtime = request.app.state.runtime
-    return UnitOfWork(runtime.database, runtime.name, tracing.incoming(request.headers))
+    return Transact(runtime.requests, tracing.incoming(request.headers))
 
 
 # Dependencies for the services' routes.
 DatabaseDep = Annotated[Database, Depends(_database)]
-UnitOfWorkDep = Annotated[UnitOfWork, Depends(_unit_of_work)]
+TransactDep = Annotated[Transact, Depends(_transact)]

@@ -49,8 +49,8 @@ class ServiceSettings(CommonSettings):
     db_pool_size: int = 16
     # How many deliveries one process works on at once (the channel's prefetch).
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
-    # The most of those deliveries committed in one transaction (shared/batching.py); 1: each
-    # alone.
+    # The most units of work committed in one transaction (shared/batching.py): those
+    # deliveries, and the write routes' requests (POST /orders, cancel); 1: each alone.
     consumer_batch_size: int = Field(default=16, ge=1, le=1000)
     # Inbox rows older than this are pruned (checked every prune interval).
     inbox_retention_seconds: float = Field(default=30 * 86_400, gt=0)

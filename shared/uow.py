@@ -30,7 +30,8 @@ class UnitOfWork:
     ) -> None:
         """`parent`: the trace context to run in, if not the current one (a request's).
         `within`: a transaction that several units of work share and their owner commits
-        (shared/batching.py); each then `stage`s instead of committing."""
+        (shared/batching.py); each leaves its outbox rows to the batch
+        (`staged`) instead of committing."""
         self._database = database
         self._producer = producer
         self._parent = parent
@@ -100,16 +101,16 @@ class UnitOfWork:
         self._after_commit.append(action)
 
     async def commit(self) -> None:
-        await self.stage()
+        await outbox.append(self.sql, self.staged())
         await self.sql.connection.commit()
         self.committed()
 
-    async def stage(self) -> None:
-        """Write the outbox rows, for the transaction's commit."""
-        for envelope, trace_context in zip(self.emitted, self._trace_contexts, strict=True):
-            await outbox.append(self.sql, envelope, trace_context)
+    def staged(self) -> list[outbox.Row]:
+        """The outbox rows of what it emitted, which its transaction writes before committing:
+        `commit`, or the batch that shares the transaction (shared/batching.py)."""
         if self._span is not None and self.emitted:
             self._span.set_attribute("saga.emitted", [e.type for e in self.emitted])
+        return list(zip(self.emitted, self._trace_contexts, strict=True))
 
     def committed(self) -> None:
         """The transaction has committed: run what waited for it."""

@@ -17,8 +17,9 @@ from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
 from shared.events import BIGINT, Item
 from shared.http import BODY, Invalid, Problem, answers
-from shared.service import DatabaseDep, UnitOfWorkDep
+from shared.service import DatabaseDep, TransactDep
 from shared.system import Mode
+from shared.uow import UnitOfWork
 
 router = APIRouter(tags=["orders"])
 
@@ -102,18 +103,21 @@ CANCEL_ANSWERS[202] = {"model": OrderOut, "description": "cancelled now; OrderCa
 async def create_order(
     body: PlaceOrder,
     response: Response,
-    uow: UnitOfWorkDep,
+    transact: TransactDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    async with uow:
+    async def place(uow: UnitOfWork) -> commands.Placed | None:
         try:
-            placed = await commands.place_order(
+            return await commands.place_order(
                 uow, body, settings.order_deadline_seconds, idempotency_key, _orchestrated(settings)
             )
-        except IdempotencyKeyReused:
-            raise HTTPException(422, "Idempotency-Key was already used with another body") from None
-        await uow.commit()
+        except IdempotencyKeyReused:  # nothing written
+            return None
+
+    placed = await transact(place)
+    if placed is None:
+        raise HTTPException(422, "Idempotency-Key was already used with another body")
     if not placed.created:
         response.status_code = 200
     response.headers["Location"] = f"/orders/{placed.order.order_id}"
@@ -169,17 +173,21 @@ async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
     response_model=OrderOut,
     responses=CANCEL_ANSWERS,
 )
-async def cancel_order(order_id: UUID, response: Response, uow: UnitOfWorkDep) -> Any:
-    async with uow:
+async def cancel_order(order_id: UUID, response: Response, transact: TransactDep) -> Any:
+    async def cancel(uow: UnitOfWork) -> tuple[list[Status], Any] | HTTPException:
         try:
             _, steps = await commands.cancel_order(uow, order_id, "customer")
-        except UnknownOrder:
-            raise HTTPException(404, f"order {order_id} not found") from None
-        except NotCancellable as refused:
-            raise HTTPException(
+        except UnknownOrder:  # nothing written
+            return HTTPException(404, f"order {order_id} not found")
+        except NotCancellable as refused:  # nothing written
+            return HTTPException(
                 409, f"order {order_id} is {refused.status} and can no longer be cancelled"
-            ) from None
-        row = await uow.sql.first(ORDER_BY_ID, order_id=order_id)
-        await uow.commit()
+            )
+        return steps, await uow.sql.first(ORDER_BY_ID, order_id=order_id)
+
+    outcome = await transact(cancel)
+    if isinstance(outcome, HTTPException):
+        raise outcome
+    steps, row = outcome
     response.status_code = 202 if steps else 200
     return row._asdict()

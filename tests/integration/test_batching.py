@@ -121,6 +121,11 @@ async def test_two_messages_of_one_saga_in_a_batch_apply_in_order_the_second_see
         f"refunded 400 to {customer} (out_of_stock)",
     ]
     assert await count_of(payment, "refunds", order.order_id) == 1
+    # The batch's outbox rows, written by one statement, in the order they were emitted.
+    assert [kind for kind, _ in await outbox_of(payment, order.order_id)] == [
+        "PaymentSucceeded",
+        "PaymentRefunded",
+    ]
 
 
 async def test_a_failing_unit_of_work_fails_alone_and_the_others_commit_each_alone(

@@ -1,7 +1,9 @@
 """Each service's HTTP contract against its real database: shapes, 404s and 422s."""
 
+from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from tests.clients.api import SagaClient, new_id
@@ -62,6 +64,40 @@ def test_the_same_idempotency_key_and_body_returns_the_same_order(saga: SagaClie
     )
     assert other.status_code == 422
     assert "Idempotency-Key" in other.json()["detail"]
+
+
+def test_writes_at_once_each_get_their_own_answer_and_their_own_effect(saga: SagaClient) -> None:
+    """Requests that arrive together share a transaction (shared/batching.py): a refusal among
+    them is answered as if alone, and every order placed beside it is there."""
+    key = new_id("key")
+    body = {"customer_id": new_id("cust"), "items": [GOOD_LINE]}
+    first = saga.order.post("/orders", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    reused = {**body, "items": [{**GOOD_LINE, "quantity": 2}]}
+
+    def write(index: int) -> tuple[int, httpx.Response]:
+        kind = index % 4
+        if kind == 0:  # the key again, another body
+            return 422, saga.order.post("/orders", json=reused, headers={"Idempotency-Key": key})
+        if kind == 1:  # the key again, the same body: the first order
+            return 200, saga.order.post("/orders", json=body, headers={"Idempotency-Key": key})
+        if kind == 2:
+            return 404, saga.order.post(f"/orders/{uuid4()}/cancel")
+        return 201, saga.order.post("/orders", json={**body, "customer_id": new_id("cust")})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(write, range(64)))
+
+    for expected, response in answers:
+        assert response.status_code == expected, response.text
+        if expected == 200:
+            assert response.json()["order_id"] == first.json()["order_id"]
+    placed = [response.json() for expected, response in answers if expected == 201]
+    assert len({order["order_id"] for order in placed}) == 16
+    for order in placed:
+        stored = saga.order.get(f"/orders/{order['order_id']}")
+        assert stored.status_code == 200
+        assert stored.json()["customer_id"] == order["customer_id"]
 
 
 def test_an_order_reads_back_as_spec_shapes_it(saga: SagaClient) -> None:
