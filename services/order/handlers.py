@@ -6,7 +6,7 @@ machine (services/order/state.py) and announces a terminal outcome. The orchestr
 from uuid import UUID
 
 from services.order import metrics
-from services.order.state import Moved, Status, UnknownOrder, describe, move
+from services.order.state import Status, UnknownOrder, describe, move
 from shared.events import (
     InventoryFailed,
     InventoryReserved,
@@ -20,15 +20,13 @@ from shared.uow import Handler, UnitOfWork
 
 async def _move(
     uow: UnitOfWork, order_id: UUID, target: Status, reason: str | None = None
-) -> tuple[str, Moved | None]:
-    """What happened, for the log line, and the move if it reached `target` now."""
+) -> tuple[str, bool]:
     cause = uow.cause.message_id if uow.cause else None
     try:
-        moved = await move(uow.sql, order_id, target, reason=reason, message_id=cause)
+        current, steps = await move(uow.sql, order_id, target, reason=reason, message_id=cause)
     except UnknownOrder:
-        return "ignored, unknown order", None
-    reached = bool(moved.steps) and moved.steps[-1] is target
-    return describe(moved.was, moved.steps), moved if reached else None
+        return "ignored, unknown order", False
+    return describe(current, steps), bool(steps) and steps[-1] is target
 
 
 async def pay(uow: UnitOfWork, order_id: UUID) -> str:
@@ -37,18 +35,18 @@ async def pay(uow: UnitOfWork, order_id: UUID) -> str:
 
 
 async def confirm(uow: UnitOfWork, order_id: UUID) -> str:
-    what, reached = await _move(uow, order_id, Status.CONFIRMED)
-    if reached:
+    what, moved = await _move(uow, order_id, Status.CONFIRMED)
+    if moved:
         uow.emit(OrderConfirmed(order_id=order_id))
-        metrics.finished(uow, Status.CONFIRMED, None, reached.age_seconds)
+        await metrics.finished(uow, order_id, Status.CONFIRMED, None)
     return what
 
 
 async def reject(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
-    what, reached = await _move(uow, order_id, Status.REJECTED, reason)
-    if reached:
+    what, moved = await _move(uow, order_id, Status.REJECTED, reason)
+    if moved:
         uow.emit(OrderRejected(order_id=order_id, reason=reason))
-        metrics.finished(uow, Status.REJECTED, reason, reached.age_seconds)
+        await metrics.finished(uow, order_id, Status.REJECTED, reason)
         return f"{what} ({reason})"
     return what
 

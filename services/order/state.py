@@ -1,13 +1,12 @@
 """The order state machine: the one place that decides and records every status change.
 
 The status is the saga's semantic lock. Every change is a conditional UPDATE (`WHERE status =
-<from>`) on a row locked FOR UPDATE, or locked by that very update, so a concurrent writer (a
-second consumer, the reaper, a customer's cancel) can never skip or undo a transition, and every
-change is recorded in order_history with the message that caused it.
+<from>`) on a row locked FOR UPDATE, so a concurrent writer (a second consumer, the reaper, a
+customer's cancel) can never skip or undo a transition, and every change is recorded in
+order_history with the message that caused it.
 """
 
 from enum import StrEnum
-from typing import NamedTuple
 from uuid import UUID
 
 from shared.db import Sql
@@ -52,29 +51,16 @@ class UnknownOrder(LookupError):
 LOCK_ORDER = "SELECT status FROM orders WHERE order_id = %(order_id)s FOR UPDATE"
 # Conditional: it changes nothing unless the order is still where this transaction saw it.
 # The history row is written by the same statement, from the row the update returns: a step
-# is recorded if and only if it happened. It returns the order's age (for the saga's duration,
-# services/order/metrics.py), or no row when nothing moved.
+# is recorded if and only if it happened.
 MOVE = """
     WITH moved AS (
         UPDATE orders SET status = %(target)s, reason = %(reason)s, updated_at = now()
         WHERE order_id = %(order_id)s AND status = %(source)s
-        RETURNING order_id, reason, created_at
-    ), recorded AS (
-        INSERT INTO order_history (order_id, from_status, to_status, reason, message_id)
-        SELECT order_id, %(source)s, %(target)s, reason, %(message_id)s FROM moved
+        RETURNING order_id, reason
     )
-    SELECT extract(epoch FROM now() - created_at) AS age_seconds FROM moved
+    INSERT INTO order_history (order_id, from_status, to_status, reason, message_id)
+    SELECT order_id, %(source)s, %(target)s, reason, %(message_id)s FROM moved
 """
-# Where a happy saga's messages find the order: tried first, by MOVE alone, whose conditional
-# update locks the row as LOCK_ORDER would. An order found elsewhere, or not at all, takes the
-# long way: locked, read, and moved along its path.
-USUAL_SOURCE = {Status.PAID: Status.PENDING, Status.CONFIRMED: Status.PAID}
-
-
-class Moved(NamedTuple):
-    was: Status  # where the order was
-    steps: list[Status]  # the statuses it went through; empty if it did not move
-    age_seconds: float  # since it was placed, by the database's clock (0 if it did not move)
 
 
 async def current_status(sql: Sql, order_id: UUID) -> Status:
@@ -92,26 +78,24 @@ async def move(
     *,
     reason: str | None = None,
     message_id: UUID | None = None,
-) -> Moved:
-    """Move the order towards `target`. Raises UnknownOrder."""
-
-    async def step(source: Status, to: Status) -> float | None:
-        return await sql.scalar(
-            MOVE, order_id=order_id, source=source, target=to, reason=reason, message_id=message_id
-        )
-
-    usual = USUAL_SOURCE.get(target)
-    if usual is not None and (age := await step(usual, target)) is not None:
-        return Moved(usual, [target], float(age))
+) -> tuple[Status, list[Status]]:
+    """Move the order towards `target`. Returns where it was and the statuses it went through."""
     current = await current_status(sql, order_id)
     steps = path(current, target)
-    source, age = current, 0.0
-    for to in steps:
-        moved = await step(source, to)
-        if moved is None:  # impossible under the row lock; refuse rather than guess
+    source = current
+    for step in steps:
+        moved = await sql.execute(
+            MOVE,
+            order_id=order_id,
+            source=source,
+            target=step,
+            reason=reason,
+            message_id=message_id,
+        )
+        if moved != 1:  # impossible under the row lock; refuse rather than guess
             raise RuntimeError(f"order {order_id} left {source} under a lock")
-        source, age = to, float(moved)
-    return Moved(current, steps, age)
+        source = step
+    return current, steps
 
 
 def describe(current: Status, steps: list[Status]) -> str:
