@@ -126,6 +126,7 @@ class Transactions:
     async def _together(self, batch: list[_Waiting[Any]]) -> None:
         staged: list[tuple[_Waiting[Any], Any]] = []
         rows: list[outbox.Row] = []  # the batch's outbox rows, written at once
+        committed = False
         try:
             async with self._database.connect() as sql:
                 await sql.execute(GIVE_UP_ON_LOCKS)
@@ -148,14 +149,17 @@ class Transactions:
                 else:
                     await outbox.append(sql, rows)
                     await sql.connection.commit()
-                    for waiting, (result, uow) in staged:
-                        uow.committed()
-                        waiting.settle((result, uow))
-                    return None
+                    committed = True
         except Exception as exc:  # no connection, or the commit failed
-            if is_outage(exc):
-                return self._fail(batch, exc)
-            logger.warning("a batch of %d failed to commit (%s): each alone", len(batch), exc)
+            if not committed:
+                if is_outage(exc):
+                    return self._fail(batch, exc)
+                logger.warning("a batch of %d failed to commit (%s): each alone", len(batch), exc)
+        if committed:  # whatever failed after the commit, the batch never runs again
+            for waiting, (result, uow) in staged:
+                uow.committed()
+                waiting.settle((result, uow))
+            return None
         for waiting in batch:
             await self._one_alone(waiting)
         return None
