@@ -190,7 +190,7 @@ def run_locally(args: argparse.Namespace, console: Console) -> int:
         stack.start()
         if extra_names:
             stack.start(*extra_names)
-        stack.wait_ready(timeout=60)
+        stack.wait_ready(*PROCESSES, *extra_names, timeout=60)
         target = LocalTarget(stack, rabbit, postgres, proxy, extra_names)
         outcome = inflict(target, args, console)
     finally:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from scripts.stack.instances import free_port
 from shared.system import component_of
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ class Link:
         return len(pipes)
 
     async def listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        # Not port 0: the kernel could give it a port the stack has given a process to bind.
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", free_port())
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:

@@ -199,7 +199,7 @@ class LocalTarget:
         for name in [*PROCESSES, *self.extra_names]:
             if not self.stack.is_running(name):
                 self.stack.start(name)
-        self.stack.wait_ready(timeout=60)
+        self.stack.wait_ready(*PROCESSES, *self.extra_names, timeout=60)
 
 
 def most_led(leaders: list[str], names: dict[str, str]) -> str:

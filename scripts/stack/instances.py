@@ -42,10 +42,22 @@ def own_broker(kind: str, base_dir: Path) -> Broker:
     return ContainerRabbitMQ() if kind == "container" else OwnRabbitMQ(base_dir)
 
 
+# Every port free_port has given out in this process. The kernel may hand a port that was
+# given out, and let go until its user binds it, to the next bind to port 0: two of a stack's
+# processes, or a process and a link of the fault proxy, would then meet on one port, and the
+# later would fail to start.
+_GIVEN_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that nothing listens on now and that this process has not given out before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN_OUT:
+            _GIVEN_OUT.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float, what: str) -> None:

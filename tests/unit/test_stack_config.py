@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from scripts.stack import StackConfig
+from scripts.stack.instances import free_port
 
 
 def test_a_stack_named_by_its_environment_is_found_again(
@@ -24,3 +25,10 @@ def test_a_stack_named_by_its_environment_is_found_again(
         named.var_dir,
     )
     assert found.base_urls() == named.base_urls()
+
+
+def test_free_ports_are_never_given_out_twice() -> None:
+    # The kernel picks port 0's port at random: in a thousand binds here it gave some port
+    # twice about forty times, and a stack's process and a fault proxy's link then met on one.
+    ports = [free_port() for _ in range(1000)]
+    assert len(set(ports)) == len(ports)
