@@ -47,7 +47,7 @@ from opentelemetry.context import Context
 
 from shared import outbox
 from shared.db import Database, Sql, is_outage
-from shared.metrics import BATCH_MESSAGES
+from shared.metrics import BATCH_UNITS
 from shared.uow import UnitOfWork
 
 logger = logging.getLogger("consumer")
@@ -87,10 +87,15 @@ class Transactions:
     """A process's units of work, its consumer's and its write routes': alone, or batched with
     what waits."""
 
-    def __init__(self, database: Database, service: str, batch_size: int) -> None:
+    def __init__(
+        self, database: Database, service: str, batch_size: int, source: str = "messages"
+    ) -> None:
+        """`source`: what the units of work come from, for the batch-size metric: `messages`
+        (the consumer's) or `requests` (the write routes')."""
         self._database = database
         self._service = service
         self._batch_size = batch_size
+        self._batch_units = BATCH_UNITS.labels(source)
         self._waiting: list[_Waiting[Any]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -114,7 +119,7 @@ class Transactions:
             while self._waiting:
                 batch = self._waiting[: self._batch_size]
                 del self._waiting[: len(batch)]
-                BATCH_MESSAGES.observe(len(batch))
+                self._batch_units.observe(len(batch))
                 if len(batch) == 1:
                     await self._one_alone(batch[0])
                 else:
@@ -148,7 +153,7 @@ class Transactions:
                         break
                 else:
                     await outbox.append(sql, rows)
-                    await sql.connection.commit()
+                    await sql.commit()
                     committed = True
         except Exception as exc:  # no connection, or the commit failed
             if not committed:

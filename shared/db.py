@@ -101,6 +101,16 @@ class Sql:
         row = await self.first(query, **params)
         return None if row is None else row[0]
 
+    async def commit(self) -> None:
+        """Commit the transaction. One that a statement's error broke is refused, not committed:
+        PostgreSQL answers its COMMIT with a rollback and no error, so a caller that caught the
+        statement's error would take the rollback for a commit."""
+        if self.connection.info.transaction_status is TransactionStatus.INERROR:
+            raise psycopg.errors.InFailedSqlTransaction(
+                "the transaction failed earlier and was not committed"
+            )
+        await self.connection.commit()
+
 
 class Database:
     """A process's connections to its service's database: a psycopg pool for plain SQL and an

@@ -13,10 +13,11 @@ HANDLE_SECONDS = Histogram(
     ["type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-BATCH_MESSAGES = Histogram(
-    "saga_consumer_batch_messages",
-    "Units of work committed in one transaction: a consumer's deliveries and the write routes' "
-    "requests (1: alone; shared/batching.py).",
+BATCH_UNITS = Histogram(
+    "saga_batch_units",
+    "Units of work committed in one transaction (1: alone; shared/batching.py), by what they "
+    "came from: the consumer's deliveries (messages) or the write routes' requests.",
+    ["source"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 RELAY_PUBLISHED = Counter("saga_relay_published_total", "Outbox rows published and confirmed.")

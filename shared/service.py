@@ -48,7 +48,7 @@ class Runtime:
         # the write routes' requests (shared/batching.py); the two apart, so that a request
         # never waits for a batch of messages to commit.
         batch_size = settings.consumer_batch_size
-        self.requests = Transactions(self.database, name, batch_size)
+        self.requests = Transactions(self.database, name, batch_size, source="requests")
         self.consumer = Consumer(
             name,
             Transactions(self.database, name, batch_size),

@@ -102,7 +102,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await outbox.append(self.sql, self.staged())
-        await self.sql.connection.commit()
+        await self.sql.commit()
         self.committed()
 
     def staged(self) -> list[outbox.Row]:

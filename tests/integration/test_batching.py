@@ -5,15 +5,19 @@ committed each in a transaction of its own; a database that cannot be reached fa
 once."""
 
 import asyncio
+import contextlib
+import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import psycopg
 from sqlalchemy.engine import make_url
 
 from services.payment.handlers import charge_for_order, refund_for_failed_inventory
 from shared.batching import Transactions
 from shared.db import Database
-from shared.envelope import wrap
+from shared.envelope import Envelope, wrap
 from shared.events import InventoryFailed, Item, OrderCreated
 from shared.uow import UnitOfWork
 from tests.clients.database import rows
@@ -63,7 +67,7 @@ async def delivered(transactions: Transactions, deliveries: list[Delivery]) -> l
     )
 
 
-def committed(outcomes: list[Outcome]) -> list[tuple[str, UnitOfWork]]:
+def committed(outcomes: Sequence[Outcome]) -> list[tuple[str, UnitOfWork]]:
     """What each applied, failing on any exception and on any duplicate."""
     applied = []
     for outcome in outcomes:
@@ -74,13 +78,11 @@ def committed(outcomes: list[Outcome]) -> list[tuple[str, UnitOfWork]]:
     return applied
 
 
+IN_INBOX = "SELECT 1 FROM inbox WHERE message_id = %(id)s"
+
+
 async def inbox_has(database: Database, delivery: Delivery) -> bool:
-    found = await rows(
-        database,
-        "SELECT 1 FROM inbox WHERE message_id = %(id)s",
-        id=delivery.envelope.message_id,
-    )
-    return bool(found)
+    return bool(await rows(database, IN_INBOX, id=delivery.envelope.message_id))
 
 
 async def test_units_of_work_that_wait_together_commit_together_each_with_its_own_rows(
@@ -192,6 +194,40 @@ async def test_a_database_out_of_reach_fails_the_whole_batch_with_one_wait(
     # One checkout failed for the batch, and that one failure is every message's answer.
     assert len({id(result) for result in results}) == 1, results
     assert not any(delivery.transactions for delivery in deliveries)
+
+
+async def test_a_unit_of_work_that_swallows_a_statement_s_error_is_not_taken_for_committed(
+    payment: Database,
+) -> None:
+    # PostgreSQL answers the COMMIT of a transaction that an error broke with a rollback and
+    # no error: had the batch committed anyway, every unit of work of it would have been told
+    # it committed, and none of their rows would exist.
+    accepted = [wrap(order_for("alice"), "test", None) for _ in range(3)]
+    swallowing = wrap(order_for("bob"), "test", None)
+
+    async def accepts(envelope: Envelope, uow: UnitOfWork) -> str:
+        await uow.accept(envelope)
+        return "accepted"
+
+    async def swallows(uow: UnitOfWork) -> str:
+        await uow.accept(swallowing)
+        with contextlib.suppress(psycopg.errors.DivisionByZero):
+            await uow.sql.execute("SELECT 1 / 0")
+        return "swallowed"
+
+    transactions = Transactions(payment, "payment", 16)
+    outcomes = await asyncio.gather(
+        *(transactions.run(functools.partial(accepts, envelope)) for envelope in accepted),
+        transactions.run(swallows),
+        return_exceptions=True,
+    )
+    *others, refused = outcomes
+    # Refused in the batch, then again alone; the others committed, each alone.
+    assert isinstance(refused, psycopg.errors.InFailedSqlTransaction), outcomes
+    assert [what for what, _ in committed(others)] == ["accepted"] * 3
+    for envelope in accepted:
+        assert await rows(payment, IN_INBOX, id=envelope.message_id)
+    assert not await rows(payment, IN_INBOX, id=swallowing.message_id)
 
 
 async def test_a_batch_that_waits_on_a_lock_gives_up_and_each_goes_alone(
