@@ -128,13 +128,13 @@ async def cancel_order(
     releases (orchestrated: its saga sends the refund and the release). Returns where the order
     was and the steps it took: none if it was CANCELLED already. Raises UnknownOrder, or
     NotCancellable past the pivot."""
-    current, steps = await move(uow.sql, order_id, Status.CANCELLED, reason=reason)
+    current, steps, age_seconds = await move(uow.sql, order_id, Status.CANCELLED, reason=reason)
     if steps:
         stored = await uow.sql.scalar(TRACE_OF_ORDER, order_id=order_id)
         with tracing.continuing(stored, f"cancel order ({reason})"):
             uow.emit(OrderCancelled(order_id=order_id, reason=reason))
             await orchestrator.cancelled(uow, order_id)
-        await metrics.finished(uow, order_id, Status.CANCELLED, reason)
+        metrics.finished(uow, Status.CANCELLED, reason, age_seconds)
     elif current in TERMINAL and current is not Status.CANCELLED:
         raise NotCancellable(current)
     return current, steps

@@ -6,7 +6,7 @@ machine (services/order/state.py) and announces a terminal outcome. The orchestr
 from uuid import UUID
 
 from services.order import metrics
-from services.order.state import Status, UnknownOrder, describe, move
+from services.order.state import Moved, Status, UnknownOrder, describe, move
 from shared.events import (
     InventoryFailed,
     InventoryReserved,
@@ -20,13 +20,15 @@ from shared.uow import Handler, UnitOfWork
 
 async def _move(
     uow: UnitOfWork, order_id: UUID, target: Status, reason: str | None = None
-) -> tuple[str, bool]:
+) -> tuple[str, Moved | None]:
+    """What happened, for the log line, and the move if it reached `target` now."""
     cause = uow.cause.message_id if uow.cause else None
     try:
-        current, steps = await move(uow.sql, order_id, target, reason=reason, message_id=cause)
+        moved = await move(uow.sql, order_id, target, reason=reason, message_id=cause)
     except UnknownOrder:
-        return "ignored, unknown order", False
-    return describe(current, steps), bool(steps) and steps[-1] is target
+        return "ignored, unknown order", None
+    reached = bool(moved.steps) and moved.steps[-1] is target
+    return describe(moved.was, moved.steps), moved if reached else None
 
 
 async def pay(uow: UnitOfWork, order_id: UUID) -> str:
@@ -35,18 +37,18 @@ async def pay(uow: UnitOfWork, order_id: UUID) -> str:
 
 
 async def confirm(uow: UnitOfWork, order_id: UUID) -> str:
-    what, moved = await _move(uow, order_id, Status.CONFIRMED)
-    if moved:
+    what, reached = await _move(uow, order_id, Status.CONFIRMED)
+    if reached:
         uow.emit(OrderConfirmed(order_id=order_id))
-        await metrics.finished(uow, order_id, Status.CONFIRMED, None)
+        metrics.finished(uow, Status.CONFIRMED, None, reached.age_seconds)
     return what
 
 
 async def reject(uow: UnitOfWork, order_id: UUID, reason: str) -> str:
-    what, moved = await _move(uow, order_id, Status.REJECTED, reason)
-    if moved:
+    what, reached = await _move(uow, order_id, Status.REJECTED, reason)
+    if reached:
         uow.emit(OrderRejected(order_id=order_id, reason=reason))
-        await metrics.finished(uow, order_id, Status.REJECTED, reason)
+        metrics.finished(uow, Status.REJECTED, reason, reached.age_seconds)
         return f"{what} ({reason})"
     return what
 

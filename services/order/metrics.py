@@ -7,8 +7,6 @@ so sum over them; the gauges are read from the database, so every process report
 value: take the max.
 """
 
-from uuid import UUID
-
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.order.state import Status
@@ -32,16 +30,14 @@ NEEDING_ATTENTION = Gauge(
     "Orchestrated sagas whose compensation went unanswered after every send: for a person.",
 )
 
-AGE = "SELECT extract(epoch FROM now() - created_at) FROM orders WHERE order_id = %(order_id)s"
 
-
-async def finished(uow: UnitOfWork, order_id: UUID, status: Status, reason: str | None) -> None:
-    """Count a saga that reached `status` in this unit of work, once it commits."""
-    seconds = float(await uow.sql.scalar(AGE, order_id=order_id))
+def finished(uow: UnitOfWork, status: Status, reason: str | None, age_seconds: float) -> None:
+    """Count a saga that reached `status` in this unit of work, `age_seconds` after it was
+    placed, once it commits."""
     outcome = status.lower()
 
     def count() -> None:
         FINISHED.labels(outcome, reason or "none").inc()
-        DURATION.labels(outcome).observe(seconds)
+        DURATION.labels(outcome).observe(age_seconds)
 
     uow.after_commit(count)

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.order.commands import (
     IdempotencyKeyReused,
@@ -95,8 +96,16 @@ async def test_an_idempotency_key_returns_the_same_order_or_refuses_another_body
             await place_order(uow, other, 30, key)
 
 
+def duration_observed(outcome: str) -> tuple[float, float]:
+    """saga_duration_seconds for `outcome` so far in this process: how many, and their sum."""
+    labels = {"outcome": outcome}
+    count = REGISTRY.get_sample_value("saga_duration_seconds_count", labels) or 0.0
+    return count, REGISTRY.get_sample_value("saga_duration_seconds_sum", labels) or 0.0
+
+
 async def test_the_saga_replies_move_the_order_to_confirmed(orders: Database) -> None:
     order_id = await placed(orders)
+    count, total = duration_observed("confirmed")
 
     paid = await apply(orders, "order", mark_paid, payment_succeeded(order_id))
     confirmed = await apply(
@@ -114,6 +123,10 @@ async def test_the_saga_replies_move_the_order_to_confirmed(orders: Database) ->
         ("PENDING", "PAID", str(paid.cause.message_id)),
         ("PAID", "CONFIRMED", str(confirmed.cause.message_id)),
     ]
+    # The saga's duration, from the order's age as the confirming move returned it.
+    after, after_total = duration_observed("confirmed")
+    assert after == count + 1
+    assert 0 < after_total - total < 30
 
 
 async def test_a_reservation_that_overtakes_its_payment_confirms_through_paid(
