@@ -57,7 +57,9 @@ def settings_of_own(what: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+# The package's: removed once its last test ran, not left to burn the CPU (its healthchecks,
+# its trace viewer) under the rest of the suite.
+@pytest.fixture(scope="package")
 def compose_stack() -> Iterator[ComposeStack]:
     """One stack of docker-compose.yml alone (its databases unpublished, as in production) for
     the flows, least-privilege, restart and operations tests, with the tracing profile: the
