@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from scripts.stack.instances import free_port
+from scripts.stack.instances import keep
 from shared.system import component_of
 
 if TYPE_CHECKING:
@@ -152,9 +152,15 @@ class Link:
         return len(pipes)
 
     async def listen(self) -> None:
-        # Not port 0: the kernel could give it a port the stack has given a process to bind.
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", free_port())
-        self.port = self._server.sockets[0].getsockname()[1]
+        # The kernel may give port 0 a port that the stack has given a process to bind, and
+        # let go of until the process does: such a port is given back, and another taken.
+        while True:
+            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            if keep(port):
+                self._server, self.port = server, port
+                return
+            server.close()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -55,9 +55,17 @@ def free_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in _GIVEN_OUT:
-            _GIVEN_OUT.add(port)
+        if keep(port):
             return port
+
+
+def keep(port: int) -> bool:
+    """Count a port bound to 0 elsewhere in this process (and kept bound) as given out, so that
+    free_port never gives it; False if free_port gave it out already: bind again."""
+    if port in _GIVEN_OUT:
+        return False
+    _GIVEN_OUT.add(port)
+    return True
 
 
 def wait_for_port(port: int, timeout: float, what: str) -> None:

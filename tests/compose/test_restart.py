@@ -4,6 +4,7 @@ balance and dead letter on its named volumes, and sagas in flight across it comp
 import uuid
 
 import aio_pika
+import pytest
 
 from shared.dead_letters import read_letters
 from tests.clients.api import SagaClient
@@ -18,6 +19,9 @@ async def dead_letter_ids(stack: ComposeStack) -> set[str]:
         return {letter.id for letter in await read_letters(await connection.channel(), "payment")}
 
 
+# The package's last test: its bound also covers the removal of the package's stack
+# (tests/compose/conftest.py), after its own down and up.
+@pytest.mark.timeout(600)
 async def test_down_and_up_again_keeps_everything_and_finishes_what_was_in_flight(
     compose_stack: ComposeStack,
 ) -> None:

@@ -1,6 +1,7 @@
 """The order service's write side alone, on a scratch database with real units of work: its
 commands (place, cancel), its handlers (the saga's replies) and the reaper."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
@@ -127,6 +128,29 @@ async def test_the_saga_replies_move_the_order_to_confirmed(orders: Database) ->
     after, after_total = duration_observed("confirmed")
     assert after == count + 1
     assert 0 < after_total - total < 30
+
+
+async def test_a_payment_that_waits_on_a_cancel_s_row_lock_finds_the_order_cancelled(
+    orders: Database,
+) -> None:
+    # The reply's first try is the one conditional UPDATE from PENDING: it waits for the
+    # cancel's lock, then finds the row moved and takes the long way, which ignores it.
+    order_id = await placed(orders)
+    async with UnitOfWork(orders, "order") as cancelling:
+        await cancel_order(cancelling, order_id, "customer")
+        reply = asyncio.ensure_future(
+            apply(orders, "order", mark_paid, payment_succeeded(order_id))
+        )
+        await asyncio.sleep(0.3)
+        assert not reply.done(), "the reply did not wait for the order's row"
+        await cancelling.commit()
+    handled = await reply
+
+    assert handled.what == "ignored, order is CANCELLED"
+    assert await history(orders, order_id) == [
+        (None, "PENDING", None),
+        ("PENDING", "CANCELLED", None),
+    ]
 
 
 async def test_a_reservation_that_overtakes_its_payment_confirms_through_paid(

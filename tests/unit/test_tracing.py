@@ -68,11 +68,16 @@ def test_a_cancel_continues_the_sagas_trace() -> None:
 
 @pytest.fixture
 def logging_restored() -> Iterator[None]:
-    """log.setup replaces the root logger's handlers: put back pytest's after the test."""
+    """log.setup replaces the root logger's handlers and turns off the caller, thread and
+    process lookups: put back pytest's handlers and the lookups its reports show."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    lookups = (logging._srcfile, logging.logThreads, logging.logProcesses,
+               logging.logMultiprocessing)  # fmt: skip
     yield
     root.handlers[:], root.level = handlers, level
+    (logging._srcfile, logging.logThreads, logging.logProcesses,
+     logging.logMultiprocessing) = lookups  # fmt: skip
 
 
 def _line(as_json: bool, trace_ids: bool | None, capsys: pytest.CaptureFixture[str]) -> str:
