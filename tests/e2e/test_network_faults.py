@@ -42,7 +42,10 @@ def proxy() -> Iterator[FaultProxy]:
 
 @pytest.fixture(scope="module")
 def stack(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig.isolated("sagalinks", tmp_path_factory.mktemp("links"), env=TEST_ENV)
+    # An order's deadline well past the broker's heartbeat give-up (three missed beats of 10 s,
+    # longer on a loaded machine): the reaper must not cancel the order a test waits on.
+    env = TEST_ENV | {"ORDER_DEADLINE_SECONDS": "300"}
+    config = StackConfig.isolated("sagalinks", tmp_path_factory.mktemp("links"), env=env)
     route_through(proxy, config, list(PROCESSES))
     with Stack(config).running() as stack:
         yield stack
