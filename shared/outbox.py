@@ -20,9 +20,9 @@ NOTIFY_CHANNEL = "outbox"
 # Every row a transaction emits, in one statement and one round trip: a unit of work's, or all
 # of a batch's (shared/batching.py). The rows are numbered in the order they are listed
 # (`WITH ORDINALITY ... ORDER BY`: unnest's own order is not promised), which is the order the
-# relay publishes them in. The arrays go in binary: in text, psycopg escapes
-# every quote of every JSON body, one regular-expression substitution each, and that cost the
-# order service 3% of its CPU.
+# relay publishes them in. The arrays go in binary: in text, psycopg escapes every quote of
+# every JSON body, one regular-expression substitution each, and that cost the order service
+# 3% of its CPU.
 APPEND = """
     INSERT INTO outbox (message_id, routing_key, body, trace_context)
     SELECT message_id, routing_key, body, trace_context
