@@ -11,9 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -22,6 +24,27 @@ from scripts.stack.provision import Provisioner, module_of
 from shared.system import COMPONENT_NAMES, PROCESSES, component_of, is_relay, kind_of
 
 RELAY_READY_LINE = b"relaying outbox"
+
+
+@contextlib.contextmanager
+def _terminate_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises SystemExit in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: a tool told to stop (`timeout 60 ./saga bench`, a supervisor) unwinds
+    and tears its stack down, instead of dying with its processes, databases and vhost left
+    behind. Outside the main thread (where no handler can be set), a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the teardown runs
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Stack:
@@ -42,14 +65,16 @@ class Stack:
     @contextlib.contextmanager
     def running(self, timeout: float = 60.0) -> Iterator["Stack"]:
         """Prepare and start everything; on the way out, stop every process and drop the
-        databases and vhost it made, whatever happened in between."""
-        self.prepare()
-        try:
-            self.start()
-            self.wait_ready(timeout=timeout)
-            yield self
-        finally:
-            self.teardown()
+        databases and vhost it made, whatever happened in between: an error, Ctrl-C, or the
+        tool running it being terminated (SIGTERM)."""
+        with _terminate_unwinds():
+            self.prepare()
+            try:
+                self.start()
+                self.wait_ready(timeout=timeout)
+                yield self
+            finally:
+                self.teardown()
 
     def teardown(self) -> None:
         """Stop every process this stack knows of (started here or by another command, going
