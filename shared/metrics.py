@@ -18,7 +18,7 @@ BATCH_UNITS = Histogram(
     "Units of work committed in one transaction (1: alone; shared/batching.py), by what they "
     "came from: the consumer's deliveries (messages) or the write routes' requests.",
     ["source"],
-    buckets=(1, 2, 4, 8, 16, 32, 64),
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 RELAY_PUBLISHED = Counter("saga_relay_published_total", "Outbox rows published and confirmed.")
 RELAY_FAILED = Counter(
