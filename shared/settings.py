@@ -48,8 +48,8 @@ class ServiceSettings(CommonSettings):
     # (up to the prefetch) and API requests share them.
     db_pool_size: int = 16
     # How many deliveries one process works on at once (the channel's prefetch). Under load
-    # they are what a batch is made of: at saturation here 128 made about 1.3 times the
-    # sagas/s of 16 for three quarters of the CPU per saga, and nothing changed at 50/s
+    # they are what a batch is made of: at saturation here 128 made 1.27 times the sagas/s
+    # of 16 for 0.78 times the CPU per saga (medians), and nothing changed at 50/s
     # (docs/DESIGN.md, decision 24).
     consumer_prefetch: int = Field(default=128, ge=1, le=1000)
     # The most units of work committed in one transaction (shared/batching.py): those
