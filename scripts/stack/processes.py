@@ -208,7 +208,7 @@ class Stack:
             if process is not None:
                 if process.poll() is not None:
                     break
-            elif not _alive(pid):
+            elif not alive(pid):
                 break
             time.sleep(0.02)
         else:
@@ -230,10 +230,11 @@ class Stack:
 
     def is_running(self, name: str) -> bool:
         pid = self.pid_of(name)
-        return pid is not None and _alive(pid)
+        return pid is not None and alive(pid)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process of that pid is still running (a zombie has exited)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -2,7 +2,6 @@
 nothing behind when it is told to stop with SIGTERM (`timeout 60 ./saga bench`, a supervisor):
 its processes stopped, its databases and vhost dropped, as after Ctrl-C or an error."""
 
-import os
 import re
 import signal
 import subprocess
@@ -14,21 +13,12 @@ import psycopg
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.config import ROOT
+from scripts.stack.processes import alive
 from shared.system import PROCESSES
 from tests.clients.database import ADMIN_URL
 from tests.polling import wait_until
 
 SERVICES_AND_RELAYS = [name for name in PROCESSES if name != "dashboard"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has exited; only its parent has not read its status yet.
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
 
 
 def _databases(prefix: str) -> list[str]:
@@ -87,7 +77,7 @@ def test_a_terminated_bench_stops_its_stack_and_drops_what_it_made() -> None:
         wait_until(lambda: bench.poll() is not None, timeout=90, what="the bench to exit")
 
         assert bench.returncode != 0  # stopped, not finished
-        assert not [name for name, pid in pids.items() if _alive(pid)]
+        assert not [name for name, pid in pids.items() if alive(pid)]
         assert _databases(prefix) == []
         assert vhost not in _vhosts().split()
     finally:
