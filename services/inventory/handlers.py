@@ -25,14 +25,17 @@ from shared.events import (
 from shared.metrics import COMPENSATIONS
 from shared.uow import Handler, UnitOfWork
 
-# What inventory already holds for the order, read under the saga's lock.
-KNOWN = """
-    SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
-           EXISTS (SELECT FROM reservations WHERE order_id = %(order_id)s) AS reserved
-"""
 # Lock the order's products in sku order and read what is available.
 LOCK_STOCK = """
     SELECT sku, available FROM products WHERE sku = ANY(%(skus)s::text[]) ORDER BY sku FOR UPDATE
+"""
+# In one round trip, under the saga's lock: what inventory already holds for the order, and its
+# products locked as LOCK_STOCK locks them, with what is available of each ({sku: units}).
+KNOWN_AND_STOCK = f"""
+    WITH stock AS ({LOCK_STOCK})
+    SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
+           EXISTS (SELECT FROM reservations WHERE order_id = %(order_id)s) AS reserved,
+           (SELECT coalesce(jsonb_object_agg(sku, available), '{{}}') FROM stock) AS available
 """
 # The stock is taken and the reservation recorded by one statement. The update is conditional
 # as well as locked (the CHECK (available >= 0) backs both): the reservation is written only
@@ -94,15 +97,14 @@ async def reserve_on_command(uow: UnitOfWork, command: ReserveInventory) -> str:
 
 async def _reserve(uow: UnitOfWork, order_id: UUID, items: list[Item]) -> str:
     sql = uow.sql
-    known = await sql.first(KNOWN, order_id=order_id)
+    wanted = units_per_sku(items)
+    known = await sql.first(KNOWN_AND_STOCK, order_id=order_id, skus=list(wanted))
     if known.cancelled:
         uow.emit(InventoryFailed(order_id=order_id, reason="order_cancelled"))
         return "not reserved, the order was cancelled first"
     if known.reserved:
         return "already reserved"
-    wanted = units_per_sku(items)
-    locked = await sql.all(LOCK_STOCK, skus=list(wanted))
-    available = {sku: units for sku, units in locked}
+    available: dict[str, int] = known.available
     for sku, quantity in wanted.items():  # all lines or none
         if sku not in available:
             uow.emit(InventoryFailed(order_id=order_id, reason="unknown_sku", sku=sku))

@@ -25,24 +25,25 @@ from shared.uow import Handler, UnitOfWork
 
 Declined = Literal["unknown_customer", "insufficient_funds"]
 
-# What payment already holds for the order, read under the saga's lock.
-KNOWN = """
-    SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
-           EXISTS (SELECT FROM charges WHERE order_id = %(order_id)s) AS charged
-"""
-# The balance guard: the debit happens only if the money is there, and the charge is recorded
-# by the same statement, from the row the debit returns: a charge exists if and only if the
-# money moved.
+# The charge, in one statement under the saga's lock. It reads what payment already holds for
+# the order, and debits only an order that is neither cancelled nor charged, and only if the
+# money is there (the balance guard). The charge is recorded by the same statement, from the row
+# the debit returns: a charge exists if and only if the money moved. `balance` is what the
+# account holds after the debit; NULL when nothing moved.
 CHARGE = """
-    WITH debited AS (
+    WITH known AS (
+        SELECT EXISTS (SELECT FROM cancelled_orders WHERE order_id = %(order_id)s) AS cancelled,
+               EXISTS (SELECT FROM charges WHERE order_id = %(order_id)s) AS charged
+    ), debited AS (
         UPDATE accounts SET balance_cents = balance_cents - %(amount)s, updated_at = now()
         WHERE customer_id = %(customer_id)s AND balance_cents >= %(amount)s
+          AND NOT (SELECT cancelled OR charged FROM known)
         RETURNING balance_cents
     ), recorded AS (
         INSERT INTO charges (payment_id, order_id, customer_id, amount_cents)
         SELECT %(payment_id)s, %(order_id)s, %(customer_id)s, %(amount)s FROM debited
     )
-    SELECT balance_cents FROM debited
+    SELECT cancelled, charged, (SELECT balance_cents FROM debited) AS balance FROM known
 """
 BALANCE = "SELECT balance_cents FROM accounts WHERE customer_id = %(customer_id)s"
 CHARGE_OF_ORDER = """
@@ -75,17 +76,16 @@ async def _charge(
     uow: UnitOfWork, order_id: UUID, customer: str, amount: int, items: list[Item]
 ) -> str:
     sql = uow.sql
-    known = await sql.first(KNOWN, order_id=order_id)
-    if known.cancelled:
-        uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
-        return "not charged, the order was cancelled first"
-    if known.charged:
-        return "already charged"
     payment_id = uuid4()
-    balance = await sql.scalar(
+    charge = await sql.first(
         CHARGE, payment_id=payment_id, order_id=order_id, customer_id=customer, amount=amount
     )
-    if balance is None:
+    if charge.cancelled:
+        uow.emit(PaymentFailed(order_id=order_id, reason="order_cancelled"))
+        return "not charged, the order was cancelled first"
+    if charge.charged:
+        return "already charged"
+    if charge.balance is None:
         known_balance = await sql.scalar(BALANCE, customer_id=customer)
         reason: Declined = "unknown_customer" if known_balance is None else "insufficient_funds"
         uow.emit(PaymentFailed(order_id=order_id, reason=reason))
@@ -99,7 +99,7 @@ async def _charge(
             items=items,
         )
     )
-    return f"charged {amount} to {customer} (balance {balance})"
+    return f"charged {amount} to {customer} (balance {charge.balance})"
 
 
 async def refund_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -> str:
