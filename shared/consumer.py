@@ -7,7 +7,8 @@ DLQ once its attempts are spent.
 Deliveries are handled concurrently, up to the channel's prefetch; messages of one saga
 serialize on its advisory lock, which the inbox's statement takes (shared/inbox.py). Under load
 the units of work of the deliveries that wait together commit in one transaction, each still
-acked after it (shared/batching.py).
+acked after it (shared/batching.py), and their acks go to the broker in one frame
+(shared/acks.py).
 """
 
 import asyncio
@@ -20,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from opentelemetry.trace import Span, StatusCode
 
 from shared import topology, tracing
+from shared.acks import Acks
 from shared.batching import Transactions
 from shared.broker import BrokerLink
 from shared.envelope import PoisonMessage, decode
@@ -58,7 +60,8 @@ class Consumer:
         self._declare_all = declare_all
         self._mode = mode
         self._queue = topology.work_queue(service, mode)
-        self._redelivery = Redelivery(service, retry_delays_ms, mode)
+        self._acks = Acks()
+        self._redelivery = Redelivery(service, retry_delays_ms, self._acks, mode)
         self._transactions = transactions
         self._inspector: AbstractChannel | None = None
 
@@ -78,6 +81,7 @@ class Consumer:
             durable=True,
             arguments=topology.work_queue_arguments(self._service, mode),
         )
+        self._acks.new_channel()
         await queue.consume(self._on_message)
         # Not the link's: a failed passive declare closes its channel, and that must not look
         # like a lost broker.
@@ -102,6 +106,7 @@ class Consumer:
             await asyncio.sleep(DLQ_GAUGE_INTERVAL_SECONDS)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._acks.delivered(message)
         # aio-pika cancels its delivery tasks when the channel closes (the broker went away).
         # A unit of work cancelled halfway can leave its database connection mid-command for
         # the next user of the pool; shielded, it runs to its commit or rollback, and only the
@@ -135,7 +140,7 @@ class Consumer:
             await self._redelivery.retry_later(message, exc)
             return
         try:
-            await message.ack()
+            await self._acks.ack(message)  # in one frame with the acks of its batch
         except Exception:
             # The effect is committed; the broker redelivers and the inbox drops the copy.
             logger.warning("ack of %s lost with its channel", message.message_id)

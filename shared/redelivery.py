@@ -25,6 +25,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from shared import topology
+from shared.acks import Acks
 from shared.db import is_outage
 from shared.log import for_order
 from shared.metrics import MESSAGES
@@ -75,9 +76,15 @@ class Redelivery:
     """A service's way of putting a message aside: on the consumer's confirming channel."""
 
     def __init__(
-        self, service: str, retry_delays_ms: list[int], mode: Mode = Mode.CHOREOGRAPHY
+        self,
+        service: str,
+        retry_delays_ms: list[int],
+        acks: Acks,
+        mode: Mode = Mode.CHOREOGRAPHY,
     ) -> None:
+        """`acks`: the consumer's, which settle every delivery it holds (shared/acks.py)."""
         self._service = service
+        self._acks = acks
         self._mode = mode
         self._retry_delays_ms = retry_delays_ms
         # Set on every (re)connect (shared/consumer.py).
@@ -182,11 +189,17 @@ class Redelivery:
                 "could not forward %s to %s; requeueing", message.message_id, routing_key
             )
             await asyncio.sleep(1)
-            await _nack_quietly(message)
+            await self._nack_quietly(message)
             return False
         MESSAGES.labels(message.type or "unknown", outcome).inc()
-        await message.ack()
+        await self._acks.ack(message)
         return True
+
+    async def _nack_quietly(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await self._acks.nack(message)
+        except Exception:  # the channel is gone: the broker requeues it anyway
+            logger.debug("nack failed", exc_info=True)
 
 
 def _log(
@@ -194,10 +207,3 @@ def _log(
 ) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     """Log lines about a message name its order when it says which (poison may not)."""
     return for_order(logger, message.correlation_id) if message.correlation_id else logger
-
-
-async def _nack_quietly(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.nack(requeue=True)
-    except Exception:  # the channel is gone: the broker requeues it anyway
-        logger.debug("nack failed", exc_info=True)
