@@ -5,10 +5,16 @@ settled: one still being worked on, or one given back to the queue."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 
 from scripts.stack import Stack
 from shared.acks import Acks
@@ -53,96 +59,92 @@ async def queue(stack: Stack) -> AsyncIterator[AbstractQueue]:
             await queue.delete(if_unused=False, if_empty=False)
 
 
-async def taken(
-    stack: Stack, queue: AbstractQueue
-) -> tuple[aio_pika.abc.AbstractConnection, Frames, list[AbstractIncomingMessage]]:
-    """A consumer's connection holding the queue's five deliveries, and its ack frames."""
+@dataclass
+class Taken:
+    """A consumer's connection holding the queue's five deliveries, each held by `acks`."""
+
+    connection: AbstractConnection
+    frames: Frames
+    messages: list[AbstractIncomingMessage]
+    acks: Acks = field(default_factory=Acks)
+
+    @property
+    def tags(self) -> list[int]:
+        return [message.delivery_tag or 0 for message in self.messages]
+
+
+async def taken(stack: Stack, queue: AbstractQueue) -> Taken:
     connection = await aio_pika.connect(stack.config.amqp_url)
     channel = await connection.channel()
     frames = Frames()
     await frames.watch(channel)
     own = await channel.get_queue(queue.name)
-    messages = []
+    held = Taken(connection, frames, [])
     for _ in range(5):
         message = await own.get(no_ack=False, timeout=5)
         assert message is not None
-        messages.append(message)
-    return connection, frames, messages
+        held.acks.delivered(message)
+        held.messages.append(message)
+    return held
 
 
-async def left_in(queue: AbstractQueue) -> list[str]:
-    """The bodies the broker still has once the consumer is gone: what it never settled."""
+async def left_in(queue: AbstractQueue, count: int) -> list[str]:
+    """The bodies the broker still has once the consumer is gone (what it never settled), once
+    it has `count` of them ready."""
+    for _ in range(100):  # the broker requeues a closed channel's deliveries within moments
+        declared = await queue.channel.declare_queue(queue.name, passive=True)
+        if declared.declaration_result.message_count == count:
+            break
+        await asyncio.sleep(0.05)
     bodies = []
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
         bodies.append(message.body.decode())
     return sorted(bodies)
 
 
-async def wait_until_ready(queue: AbstractQueue, count: int) -> None:
-    for _ in range(100):  # the broker requeues a closed channel's deliveries within moments
-        declared = await queue.channel.declare_queue(queue.name, passive=True)
-        if declared.declaration_result.message_count == count:
-            return
-        await asyncio.sleep(0.05)
-
-
 async def test_the_acks_of_one_turn_leave_as_one_frame(stack: Stack, queue: AbstractQueue) -> None:
-    acks = Acks()
-    connection, frames, messages = await taken(stack, queue)
-    async with connection:
-        for message in messages:
-            acks.delivered(message)
+    held = await taken(stack, queue)
+    acks, frames, messages = held.acks, held.frames, held.messages
+    async with held.connection:
         await asyncio.gather(*(acks.ack(message) for message in reversed(messages)))
         assert frames.written == [(messages[-1].delivery_tag, True)]
-    await wait_until_ready(queue, 0)
-    assert await left_in(queue) == []
+    assert await left_in(queue, 0) == []
 
 
 async def test_an_unsettled_delivery_is_never_covered_by_a_later_ack(
     stack: Stack, queue: AbstractQueue
 ) -> None:
-    acks = Acks()
-    connection, frames, messages = await taken(stack, queue)
-    async with connection:
-        for message in messages:
-            acks.delivered(message)
-        tags = [message.delivery_tag for message in messages]
+    held = await taken(stack, queue)
+    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
+    async with held.connection:
         # `2` is still being worked on when the others settle.
         await asyncio.gather(*(acks.ack(messages[i]) for i in (0, 1, 3, 4)))
         assert frames.written == [(tags[1], True), (tags[3], False), (tags[4], False)]
     # The consumer dies before `2` settles: the broker still has it, and only it.
-    await wait_until_ready(queue, 1)
-    assert await left_in(queue) == ["2"]
+    assert await left_in(queue, 1) == ["2"]
 
 
 async def test_once_the_oldest_settles_the_run_behind_it_leaves_in_one_frame(
     stack: Stack, queue: AbstractQueue
 ) -> None:
-    acks = Acks()
-    connection, frames, messages = await taken(stack, queue)
-    async with connection:
-        for message in messages:
-            acks.delivered(message)
-        tags = [message.delivery_tag for message in messages]
+    held = await taken(stack, queue)
+    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
+    async with held.connection:
         await asyncio.gather(*(acks.ack(messages[i]) for i in (1, 2)))
         await acks.ack(messages[0])
         await asyncio.gather(*(acks.ack(messages[i]) for i in (3, 4)))
         assert frames.written == [
             (tags[1], False), (tags[2], False), (tags[0], True), (tags[4], True)
         ]  # fmt: skip
-    await wait_until_ready(queue, 0)
-    assert await left_in(queue) == []
+    assert await left_in(queue, 0) == []
 
 
 async def test_a_requeued_delivery_leaves_before_any_ack_that_could_cover_it(
     stack: Stack, queue: AbstractQueue
 ) -> None:
-    acks = Acks()
-    connection, frames, messages = await taken(stack, queue)
-    async with connection:
-        for message in messages:
-            acks.delivered(message)
-        tags = [message.delivery_tag for message in messages]
+    held = await taken(stack, queue)
+    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
+    async with held.connection:
         await asyncio.gather(
             acks.ack(messages[0]), acks.nack(messages[1]), *(acks.ack(m) for m in messages[2:])
         )
@@ -150,20 +152,15 @@ async def test_a_requeued_delivery_leaves_before_any_ack_that_could_cover_it(
         assert frames.written == [(tags[0], True), (tags[2], False), (tags[3], False),
                                   (tags[4], False)]  # fmt: skip
         # Given back, not acked: the broker has `1` to deliver again.
-        await wait_until_ready(queue, 1)
-    assert await left_in(queue) == ["1"]
+        assert await left_in(queue, 1) == ["1"]
 
 
 async def test_a_delivery_of_a_closed_channel_fails_its_ack(
     stack: Stack, queue: AbstractQueue
 ) -> None:
-    acks = Acks()
-    connection, _, messages = await taken(stack, queue)
-    for message in messages:
-        acks.delivered(message)
-    await connection.close()
-    acks.new_channel()
+    held = await taken(stack, queue)
+    await held.connection.close()
+    held.acks.new_channel()
     with pytest.raises(Exception):  # noqa: B017 (aio-pika's closed-channel error)
-        await acks.ack(messages[0])
-    await wait_until_ready(queue, 5)
-    assert await left_in(queue) == ["0", "1", "2", "3", "4"]
+        await held.acks.ack(held.messages[0])
+    assert await left_in(queue, 5) == ["0", "1", "2", "3", "4"]
