@@ -61,7 +61,8 @@ async def queue(stack: Stack) -> AsyncIterator[AbstractQueue]:
 
 @dataclass
 class Taken:
-    """A consumer's connection holding the queue's five deliveries, each held by `acks`."""
+    """A consumer's connection holding the queue's five deliveries, each held by `acks`, and
+    the ack frames it wrote."""
 
     connection: AbstractConnection
     frames: Frames
@@ -73,19 +74,23 @@ class Taken:
         return [message.delivery_tag or 0 for message in self.messages]
 
 
-async def taken(stack: Stack, queue: AbstractQueue) -> Taken:
+@pytest.fixture
+async def taken(stack: Stack, queue: AbstractQueue) -> AsyncIterator[Taken]:
     connection = await aio_pika.connect(stack.config.amqp_url)
-    channel = await connection.channel()
-    frames = Frames()
-    await frames.watch(channel)
-    own = await channel.get_queue(queue.name)
-    held = Taken(connection, frames, [])
-    for _ in range(5):
-        message = await own.get(no_ack=False, timeout=5)
-        assert message is not None
-        held.acks.delivered(message)
-        held.messages.append(message)
-    return held
+    try:
+        channel = await connection.channel()
+        frames = Frames()
+        await frames.watch(channel)
+        own = await channel.get_queue(queue.name)
+        held = Taken(connection, frames, [])
+        for _ in range(5):
+            message = await own.get(no_ack=False, timeout=5)
+            assert message is not None
+            held.acks.delivered(message)
+            held.messages.append(message)
+        yield held
+    finally:  # the consumer dies, if its test did not end it: what it held goes back
+        await connection.close()
 
 
 async def left_in(queue: AbstractQueue, count: int) -> list[str]:
@@ -102,65 +107,58 @@ async def left_in(queue: AbstractQueue, count: int) -> list[str]:
     return sorted(bodies)
 
 
-async def test_the_acks_of_one_turn_leave_as_one_frame(stack: Stack, queue: AbstractQueue) -> None:
-    held = await taken(stack, queue)
-    acks, frames, messages = held.acks, held.frames, held.messages
-    async with held.connection:
-        await asyncio.gather(*(acks.ack(message) for message in reversed(messages)))
-        assert frames.written == [(messages[-1].delivery_tag, True)]
+async def test_the_acks_of_one_turn_leave_as_one_frame(taken: Taken, queue: AbstractQueue) -> None:
+    await asyncio.gather(*(taken.acks.ack(message) for message in reversed(taken.messages)))
+    assert taken.frames.written == [(taken.tags[-1], True)]
+    await taken.connection.close()
     assert await left_in(queue, 0) == []
 
 
 async def test_an_unsettled_delivery_is_never_covered_by_a_later_ack(
-    stack: Stack, queue: AbstractQueue
+    taken: Taken, queue: AbstractQueue
 ) -> None:
-    held = await taken(stack, queue)
-    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
-    async with held.connection:
-        # `2` is still being worked on when the others settle.
-        await asyncio.gather(*(acks.ack(messages[i]) for i in (0, 1, 3, 4)))
-        assert frames.written == [(tags[1], True), (tags[3], False), (tags[4], False)]
+    # `2` is still being worked on when the others settle.
+    await asyncio.gather(*(taken.acks.ack(taken.messages[i]) for i in (0, 1, 3, 4)))
+    tags = taken.tags
+    assert taken.frames.written == [(tags[1], True), (tags[3], False), (tags[4], False)]
     # The consumer dies before `2` settles: the broker still has it, and only it.
+    await taken.connection.close()
     assert await left_in(queue, 1) == ["2"]
 
 
 async def test_once_the_oldest_settles_the_run_behind_it_leaves_in_one_frame(
-    stack: Stack, queue: AbstractQueue
+    taken: Taken, queue: AbstractQueue
 ) -> None:
-    held = await taken(stack, queue)
-    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
-    async with held.connection:
-        await asyncio.gather(*(acks.ack(messages[i]) for i in (1, 2)))
-        await acks.ack(messages[0])
-        await asyncio.gather(*(acks.ack(messages[i]) for i in (3, 4)))
-        assert frames.written == [
-            (tags[1], False), (tags[2], False), (tags[0], True), (tags[4], True)
-        ]  # fmt: skip
+    acks, messages, tags = taken.acks, taken.messages, taken.tags
+    await asyncio.gather(*(acks.ack(messages[i]) for i in (1, 2)))
+    await acks.ack(messages[0])
+    await asyncio.gather(*(acks.ack(messages[i]) for i in (3, 4)))
+    assert taken.frames.written == [
+        (tags[1], False), (tags[2], False), (tags[0], True), (tags[4], True)
+    ]  # fmt: skip
+    await taken.connection.close()
     assert await left_in(queue, 0) == []
 
 
 async def test_a_requeued_delivery_leaves_before_any_ack_that_could_cover_it(
-    stack: Stack, queue: AbstractQueue
+    taken: Taken, queue: AbstractQueue
 ) -> None:
-    held = await taken(stack, queue)
-    acks, frames, messages, tags = held.acks, held.frames, held.messages, held.tags
-    async with held.connection:
-        await asyncio.gather(
-            acks.ack(messages[0]), acks.nack(messages[1]), *(acks.ack(m) for m in messages[2:])
-        )
-        # Still on its way back while the others settled: they went alone, past it.
-        assert frames.written == [(tags[0], True), (tags[2], False), (tags[3], False),
-                                  (tags[4], False)]  # fmt: skip
-        # Given back, not acked: the broker has `1` to deliver again.
-        assert await left_in(queue, 1) == ["1"]
+    acks, messages, tags = taken.acks, taken.messages, taken.tags
+    await asyncio.gather(
+        acks.ack(messages[0]), acks.nack(messages[1]), *(acks.ack(m) for m in messages[2:])
+    )
+    # Still on its way back while the others settled: they went alone, past it.
+    assert taken.frames.written == [(tags[0], True), (tags[2], False), (tags[3], False),
+                                    (tags[4], False)]  # fmt: skip
+    # Given back, not acked: the broker has `1` to deliver again.
+    assert await left_in(queue, 1) == ["1"]
 
 
 async def test_a_delivery_of_a_closed_channel_fails_its_ack(
-    stack: Stack, queue: AbstractQueue
+    taken: Taken, queue: AbstractQueue
 ) -> None:
-    held = await taken(stack, queue)
-    await held.connection.close()
-    held.acks.new_channel()
+    await taken.connection.close()
+    taken.acks.new_channel()
     with pytest.raises(Exception):  # noqa: B017 (aio-pika's closed-channel error)
-        await held.acks.ack(held.messages[0])
+        await taken.acks.ack(taken.messages[0])
     assert await left_in(queue, 5) == ["0", "1", "2", "3", "4"]
