@@ -27,4 +27,6 @@ def create_app(settings: OrderSettings | None = None) -> FastAPI:
     router.include_router(api.router)
     router.include_router(saga_api.router)
     handlers = REPLY_HANDLERS if orchestrated else HANDLERS
-    return build_app("order", settings, handlers, router, background=[reaper])
+    app = build_app("order", settings, handlers, router, background=[reaper])
+    app.add_middleware(api.PlaceFast)
+    return app
