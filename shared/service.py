@@ -130,7 +130,8 @@ def build_app(
     app.include_router(router)
     app.include_router(operations_router())
     http.install(app)
-    for unavailable in UNAVAILABLE:
+    # SQLAlchemy's error on the read side, psycopg's own on the write path (shared/db.py).
+    for unavailable in (OperationalError, psycopg.OperationalError, OSError, TimeoutError):
         app.add_exception_handler(unavailable, database_unavailable)
     return app
 
@@ -168,11 +169,6 @@ def operations_router() -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
-
-
-# A database that cannot be reached: SQLAlchemy's error on the read side, psycopg's own on the
-# write path (shared/db.py).
-UNAVAILABLE = (OperationalError, psycopg.OperationalError, OSError, TimeoutError)
 
 
 async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:

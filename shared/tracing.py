@@ -110,15 +110,6 @@ def incoming(headers: Mapping[str, str]) -> Context | None:
     return caller if trace.get_current_span(caller).get_span_context().is_valid else None
 
 
-def routed(method: str, route: str) -> None:
-    """Name the request's server span after its route, as FastAPI's router does for the
-    requests it serves itself (a route served in front of it: services/order/api.py)."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.update_name(f"{method} {route}")
-        span.set_attribute("http.route", route)
-
-
 def shutdown() -> None:
     """Export what is still buffered; at the end of the process."""
     if _provider is not None:

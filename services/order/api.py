@@ -1,8 +1,6 @@
 """The order service's HTTP API (SPEC.md, "HTTP"). Routes stay thin: a write builds a command
 for services/order/commands.py and turns its outcome into HTTP; a read reads."""
 
-import json
-import re
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -10,8 +8,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.order import commands
 from services.order.commands import IdempotencyKeyReused, NotCancellable, PlaceOrder
@@ -19,16 +15,9 @@ from services.order.orchestrator import Orchestration
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
-from shared import tracing
 from shared.events import BIGINT, Item
-from shared.http import BODY, Invalid, Problem, answers, refused
-from shared.service import (
-    UNAVAILABLE,
-    DatabaseDep,
-    Transact,
-    TransactDep,
-    database_unavailable,
-)
+from shared.http import BODY, Invalid, Problem, answers
+from shared.service import DatabaseDep, TransactDep
 from shared.system import Mode
 from shared.uow import UnitOfWork
 
@@ -49,10 +38,9 @@ def _orchestrated(settings: OrderSettings) -> Orchestration | None:
     return Orchestration(settings.compensation_resend_seconds)
 
 
-KEY_PATTERN, KEY_MAX_LENGTH = r"^[!-~]+$", 200  # printable ASCII, no spaces
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=KEY_MAX_LENGTH, pattern=KEY_PATTERN),
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$"),
 ]
 
 
@@ -114,19 +102,12 @@ CANCEL_ANSWERS[202] = {"model": OrderOut, "description": "cancelled now; OrderCa
 @router.post("/orders", status_code=201, response_model=OrderOut, responses=PLACE_ANSWERS)
 async def create_order(
     body: PlaceOrder,
+    response: Response,
     transact: TransactDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Serves what `PlaceFast` below passes on (the refusals, and a body it does not parse
-    itself); documents the route for OpenAPI."""
-    return await place(transact, settings, body, idempotency_key)
-
-
-async def place(
-    transact: Transact, settings: OrderSettings, body: PlaceOrder, idempotency_key: str | None
-) -> Response:
-    async def placing(uow: UnitOfWork) -> commands.Placed | None:
+) -> Any:
+    async def place(uow: UnitOfWork) -> commands.Placed | None:
         try:
             return await commands.place_order(
                 uow, body, settings.order_deadline_seconds, idempotency_key, _orchestrated(settings)
@@ -134,75 +115,13 @@ async def place(
         except IdempotencyKeyReused:  # nothing written
             return None
 
-    placed = await transact(placing)
+    placed = await transact(place)
     if placed is None:
         raise HTTPException(422, "Idempotency-Key was already used with another body")
-    return Response(
-        OrderOut.model_validate(placed.order._asdict()).model_dump_json(),
-        status_code=201 if placed.created else 200,
-        headers={"Location": f"/orders/{placed.order.order_id}"},
-        media_type="application/json",
-    )
-
-
-class PlaceFast:
-    """`POST /orders` with a valid JSON body, served in front of FastAPI's routing, dependency
-    injection and response validation, which cost the order service about a fifth of its CPU
-    at saturation (docs/DESIGN.md, decision 25). Any other request goes on to FastAPI with its
-    body: a refusal is always FastAPI's own, as OpenAPI documents it, and a body this does
-    not take as it stands (another Content-Type, a header to check) is served by the route."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/orders":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        body = await request.body()
-        taken = as_given(request.headers, body)
-        if taken is None:
-            await self.app(scope, _replaying(body, receive), send)
-            return
-        tracing.routed("POST", "/orders")
-        settings: OrderSettings = request.app.state.runtime.settings
-        transact = Transact(request.app.state.runtime.requests, tracing.incoming(request.headers))
-        try:
-            response = await place(transact, settings, *taken)
-        except HTTPException as refusal:
-            response = await refused(request, refusal)
-        except UNAVAILABLE as exc:
-            response = await database_unavailable(request, exc)
-        await response(scope, receive, send)
-
-
-def as_given(headers: Headers, body: bytes) -> tuple[PlaceOrder, str | None] | None:
-    """The order and Idempotency-Key of a request that FastAPI would take as they are; None
-    for any other, FastAPI's to answer."""
-    keys = headers.getlist("idempotency-key")
-    if headers.get("content-type") != "application/json" or len(keys) > 1:
-        return None
-    if keys and not (len(keys[0]) <= KEY_MAX_LENGTH and re.fullmatch(KEY_PATTERN, keys[0])):
-        return None
-    try:
-        return PlaceOrder.model_validate(json.loads(body)), (keys[0] if keys else None)
-    except (ValueError, RecursionError):  # not JSON, too deeply nested, or not valid
-        return None
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` for the app behind: the body read already, then the client's own messages."""
-    replayed = False
-
-    async def receiving() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receiving
+    if not placed.created:
+        response.status_code = 200
+    response.headers["Location"] = f"/orders/{placed.order.order_id}"
+    return placed.order._asdict()
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=answers(404, 422, 503))

@@ -27,6 +27,4 @@ def create_app(settings: OrderSettings | None = None) -> FastAPI:
     router.include_router(api.router)
     router.include_router(saga_api.router)
     handlers = REPLY_HANDLERS if orchestrated else HANDLERS
-    app = build_app("order", settings, handlers, router, background=[reaper])
-    app.add_middleware(api.PlaceFast)
-    return app
+    return build_app("order", settings, handlers, router, background=[reaper])
