@@ -8,11 +8,14 @@ On a stack of its own (own databases, vhost and ports; one process of each servi
 or `--processes 2` of each, the POSTs spread over the order services) it measures, and prints
 as a Markdown table:
 1. POST to CONFIRMED for one order at a time on an idle stack (client-observed, polling);
-2. completed sagas/s at saturation (closed loop, many orders in flight), after a warm-up;
-3. latency p50/p95/p99 from POST to CONFIRMED at 25%, 50% and 75% of that, and at 50/s offered
-   (open loop, from the orders' own timestamps);
-4. the bare transport: an aio-pika publish-and-consume loop doing one database transaction per
-   message (as a consumer does), in messages/s; a saga costs four such deliveries;
+2. completed sagas/s at saturation (closed loop, many orders in flight), after a warm-up, and
+   how many units of work each service committed per transaction meanwhile;
+3. the bare transport: an aio-pika publish-and-consume loop doing one database transaction per
+   message (as a consumer does), in messages/s; a saga costs four such deliveries. Saturation
+   and the bare transport alternate, `--rounds` times: each round's ratio is measured seconds
+   apart, so that a machine whose speed drifts moves both sides of it;
+4. latency p50/p95/p99 from POST to CONFIRMED at 25%, 50% and 75% of the median saturation,
+   and at 50/s offered (open loop, from the orders' own timestamps);
 5. the CPU cost of one statement through SQLAlchemy's async `execute` and on psycopg, as the
    write path runs it, and of a connection checkout from each one's pool;
 6. where the time goes: CPU per saga of every process at saturation, and of the whole machine
@@ -38,6 +41,7 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.perf import history
 from scripts.perf.load import Load, Mix, Result
@@ -236,6 +240,41 @@ def cpu_by_process(stack: Stack, copies: Sequence[str] = ()) -> dict[str, float]
     return usage
 
 
+async def batch_units(urls: dict[str, str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each service's `saga_batch_units` so far, its sum and count by source (`messages`,
+    `requests`): what two readings apart say units of work per transaction."""
+    readings: dict[tuple[str, str], tuple[float, float]] = {}
+    async with aiohttp.ClientSession() as session:
+        for service, url in urls.items():
+            async with session.get(f"{url}/metrics") as reply:
+                text = await reply.text()
+            for family in text_string_to_metric_families(text):
+                if family.name != "saga_batch_units":
+                    continue
+                for sample in family.samples:
+                    key = (service, sample.labels["source"])
+                    total, count = readings.get(key, (0.0, 0.0))
+                    if sample.name.endswith("_sum"):
+                        readings[key] = (total + sample.value, count)
+                    elif sample.name.endswith("_count"):
+                        readings[key] = (total, count + sample.value)
+    return readings
+
+
+def units_per_transaction(
+    before: dict[tuple[str, str], tuple[float, float]],
+    after: dict[tuple[str, str], tuple[float, float]],
+) -> str:
+    """`order messages 3.1, order requests 5.2, ...`: mean units of work per transaction
+    between two readings of `batch_units`."""
+    means = []
+    for key, (total, count) in after.items():
+        total_before, count_before = before.get(key, (0.0, 0.0))
+        if count > count_before:
+            means.append(f"{' '.join(key)} {(total - total_before) / (count - count_before):.1f}")
+    return ", ".join(means)
+
+
 class ProjectionLag:
     """The dashboard's projection lag, sampled four times a second while a run lasts."""
 
@@ -333,21 +372,39 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
     # Not counted: every pool grows to its size, and every connection prepares its statements.
     await run_orders(urls, args.warm_up_orders, concurrency=128, rate=None, order_copies=posts)
     dashboard = None if args.without_dashboard else stack.config.dashboard_url
-    before = cpu_by_process(stack, copies)
+    rounds: list[tuple[Result, float]] = []  # each saturation, and the bare transport after it
+    cpu: dict[str, float] = {}  # CPU seconds of the saturation runs, by process
+    units_before = await batch_units(urls)
     spans_before = args.receiver.count if args.receiver else 0
-    async with ProjectionLag(dashboard) as saturated_lag:
-        saturated = await run_orders(
-            urls, args.saturation_orders, concurrency=128, rate=None, order_copies=posts
+    saturated_lag = ProjectionLag(dashboard)
+    for round_ in range(1, args.rounds + 1):
+        before = cpu_by_process(stack, copies)
+        async with saturated_lag:
+            saturated = await run_orders(
+                urls, args.saturation_orders, concurrency=128, rate=None, order_copies=posts
+            )
+        for name, seconds in cpu_by_process(stack, copies).items():
+            cpu[name] = cpu.get(name, 0.0) + seconds - before[name]
+        transport = await transport_ceiling(
+            stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
         )
-    after = cpu_by_process(stack, copies)
+        rounds.append((saturated, transport))
+        print(
+            f"round {round_}: saturation {saturated.throughput:.1f} sagas/s "
+            f"({args.saturation_orders} orders, 128 in flight), bare transport "
+            f"{transport:.0f} messages/s: {share_of(saturated, transport):.0%} of it"
+        )
+    orders = sum(saturated.orders for saturated, _ in rounds)
+    cpu = {name: seconds * 1000 / orders for name, seconds in cpu.items()}
+    units = units_per_transaction(units_before, await batch_units(urls))
+    print(f"units of work per transaction at saturation: {units}")
     if args.receiver:
         await asyncio.sleep(6)  # the SDK exports every 5 s, or at every 512 spans
-        spans = (args.receiver.count - spans_before) / saturated.orders
+        spans = (args.receiver.count - spans_before) / orders
         print(f"exporting: {spans:.1f} spans per saga reached the receiver at saturation")
-    cpu = {name: (after[name] - before[name]) * 1000 / saturated.orders for name in after}
-    ceiling = saturated.throughput
-    print(f"saturation: {ceiling:.1f} sagas/s ({args.saturation_orders} orders, 128 in flight)")
-    rows = [_row("saturation (closed loop, 128 in flight)", saturated)]
+    ceiling = statistics.median(saturated.throughput for saturated, _ in rounds)
+    rows = [_row(f"saturation (closed loop, 128 in flight), round {n}", saturated)
+            for n, (saturated, _) in enumerate(rounds, 1)]  # fmt: skip
     for share in (0.25, 0.5, 0.75):
         rate = ceiling * share
         result = await run_orders(
@@ -367,10 +424,6 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         f"at 50/s {fifty_lag.said()}"
     )
 
-    transport = await transport_ceiling(
-        stack.config.amqp_url, stack.config.database_url("order"), args.transport_messages, 16
-    )
-    print(f"bare transport: {transport:.0f} messages/s")
     routes = await route_latency(urls, args.history_order)
     print("read routes, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in routes.items()))
     costs = await statement_costs(stack.config.database_url("order"))
@@ -387,14 +440,22 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
 
     print("\n| load | completed sagas/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|")
     print("\n".join(rows))
+    shares = sorted(share_of(saturated, transport) for saturated, transport in rounds)
+    transports = sorted(transport for _, transport in rounds)
     print(
         f"\nidle single order, POST to CONFIRMED: median {statistics.median(idle_own):.0f} ms by "
         f"the order's timestamps, {statistics.median(idle):.0f} ms as the polling client sees it\n"
         f"bare transport (publish with confirms, consume, one transaction per message): "
-        f"{transport:.0f} msg/s = {transport / DELIVERIES_PER_SAGA:.0f} sagas/s at "
-        f"{DELIVERIES_PER_SAGA} deliveries per saga; the saga runs at "
-        f"{ceiling / (transport / DELIVERIES_PER_SAGA):.0%} of it"
+        f"{transports[0]:.0f} to {transports[-1]:.0f} msg/s over {len(rounds)} rounds, "
+        f"{DELIVERIES_PER_SAGA} deliveries per saga; each round's saturation against the "
+        f"transport measured right after it: {', '.join(f'{share:.0%}' for share in shares)}, "
+        f"median {statistics.median(shares):.0%}"
     )
+
+
+def share_of(saturated: Result, transport: float) -> float:
+    """Completed sagas/s as a share of the sagas/s the bare transport could carry."""
+    return saturated.throughput / (transport / DELIVERIES_PER_SAGA)
 
 
 def main() -> None:
@@ -408,6 +469,10 @@ def main() -> None:
     parser.add_argument("--saturation-orders", type=int, default=1500)
     parser.add_argument("--seconds", type=float, default=15, help="length of each open-loop run")
     parser.add_argument("--transport-messages", type=int, default=5000)
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="saturation runs, each followed by a measurement of the bare transport",
+    )  # fmt: skip
     parser.add_argument(
         "--without-dashboard", action="store_true",
         help="stop the dashboard first: what it costs is the difference",
