@@ -22,50 +22,65 @@ import asyncio
 
 from aio_pika.abc import AbstractIncomingMessage
 
+# A frame to write: the delivery whose tag it carries, whether it acks all up to that tag too,
+# and the acks waiting for it.
+_Frame = tuple[AbstractIncomingMessage, bool, list[asyncio.Future[None]]]
+
 
 class Acks:
     """The acks of one consumer, on whichever channel it consumes from now."""
 
     def __init__(self) -> None:
-        # The channel's deliveries that the broker still holds, by delivery tag, oldest first:
-        # None while unsettled, then the future of its ack (done once the frame is written).
-        self._held: dict[int, tuple[AbstractIncomingMessage, asyncio.Future[None] | None]] = {}
-        self._sending: asyncio.Task[None] | None = None
+        self._channel = _Channel()
 
     def new_channel(self) -> None:
-        """Consuming from a new channel: its delivery tags start again. The old channel's
-        deliveries are acked the plain way, which fails with their channel."""
-        self._held = {}
+        """Consuming from a new channel: its delivery tags start again. The old channel keeps
+        what it held: the acks already asked for on it are written there, or fail with it, and
+        its deliveries acked from now on are acked the plain way, which fails with the channel."""
+        self._channel = _Channel()
 
     def delivered(self, message: AbstractIncomingMessage) -> None:
         """Hold a delivery from its arrival: no ack with `multiple` passes it until it settles.
         Called in delivery order, before the delivery's work starts."""
-        self._held[_tag(message)] = (message, None)
+        self._channel.held[_tag(message)] = (message, None)
 
     async def ack(self, message: AbstractIncomingMessage) -> None:
         """Ack the message, in a frame with the others acked in this turn of the event loop."""
-        if not self._holds(message):
+        if self._channel.holds(message):
+            await self._channel.ack(message)
+        else:
             await message.ack()
-            return
-        written = asyncio.get_running_loop().create_future()
-        # A caller cancelled meanwhile reads no outcome: not a leak.
-        written.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self._held[_tag(message)] = (message, written)
-        if self._sending is None or self._sending.done():
-            self._sending = asyncio.create_task(self._send(), name="acks")
-        await asyncio.shield(written)
 
     async def nack(self, message: AbstractIncomingMessage) -> None:
         """Requeue the message, at once: no later ack may cover it before the broker has it."""
-        try:
-            await message.nack(requeue=True)
-        finally:
-            if self._holds(message):
-                del self._held[_tag(message)]
+        await message.nack(requeue=True)
+        # Only once written: a nack that failed leaves its delivery unsettled, so that the
+        # acks behind it still go alone.
+        if self._channel.holds(message):
+            del self._channel.held[_tag(message)]
 
-    def _holds(self, message: AbstractIncomingMessage) -> bool:
-        held = self._held.get(_tag(message))
+
+class _Channel:
+    """One channel's deliveries that the broker still holds, and the task writing their acks."""
+
+    def __init__(self) -> None:
+        # By delivery tag, oldest first: None while unsettled, then the future of its ack
+        # (done once the frame is written).
+        self.held: dict[int, tuple[AbstractIncomingMessage, asyncio.Future[None] | None]] = {}
+        self._sending: asyncio.Task[None] | None = None
+
+    def holds(self, message: AbstractIncomingMessage) -> bool:
+        held = self.held.get(_tag(message))
         return held is not None and held[0] is message
+
+    async def ack(self, message: AbstractIncomingMessage) -> None:
+        written = asyncio.get_running_loop().create_future()
+        # A caller cancelled meanwhile reads no outcome: not a leak.
+        written.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.held[_tag(message)] = (message, written)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send(), name="acks")
+        await asyncio.shield(written)
 
     async def _send(self) -> None:
         frames: list[_Frame] = []
@@ -85,21 +100,21 @@ class Acks:
             for _, _, waiting in frames:
                 for written in waiting:
                     written.cancel()
-            for _, asked in self._held.values():
+            for _, asked in self.held.values():
                 if asked is not None:
                     asked.cancel()
 
-    def _frames(self) -> list["_Frame"]:
+    def _frames(self) -> list[_Frame]:
         """The frames that the acks asked for so far call for: one with `multiple` for the run
         of settled deliveries from the oldest held, then one for each settled delivery behind
         the oldest unsettled one, alone. A settled delivery stays held until a run takes it."""
         frames: list[_Frame] = []
         run: list[asyncio.Future[None]] = []
         last: AbstractIncomingMessage | None = None
-        for tag, (message, written) in list(self._held.items()):
+        for tag, (message, written) in list(self.held.items()):
             if written is None:
                 break
-            del self._held[tag]  # the broker holds it no longer once this frame is written
+            del self.held[tag]  # the broker holds it no longer once this frame is written
             if not written.done():  # else acked alone before, behind an unsettled one
                 run.append(written)
                 last = message
@@ -107,15 +122,10 @@ class Acks:
             frames.append((last, True, run))
         frames += [
             (message, False, [written])
-            for message, written in self._held.values()
+            for message, written in self.held.values()
             if written is not None and not written.done()
         ]
         return frames
-
-
-# A frame to write: the delivery whose tag it carries, whether it acks all up to that tag too,
-# and the acks waiting for it.
-_Frame = tuple[AbstractIncomingMessage, bool, list[asyncio.Future[None]]]
 
 
 def _tag(message: AbstractIncomingMessage) -> int:

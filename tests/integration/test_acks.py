@@ -162,3 +162,17 @@ async def test_a_delivery_of_a_closed_channel_fails_its_ack(
     with pytest.raises(Exception):  # noqa: B017 (aio-pika's closed-channel error)
         await taken.acks.ack(taken.messages[0])
     assert await left_in(queue, 5) == ["0", "1", "2", "3", "4"]
+
+
+async def test_an_ack_asked_for_as_the_channel_is_replaced_is_still_written(
+    taken: Taken, queue: AbstractQueue
+) -> None:
+    # The consumer reconnects while a batch commits: its ack is asked for, and in the same turn
+    # of the event loop the consumer starts on a new channel, before the ack's frame is written.
+    acked = asyncio.create_task(taken.acks.ack(taken.messages[0]))
+    await asyncio.sleep(0)  # the ack holds its delivery and starts the task that writes it
+    taken.acks.new_channel()
+    await asyncio.wait_for(acked, 5)  # answered, on the channel it was asked for on
+    assert taken.frames.written == [(taken.tags[0], True)]
+    await taken.connection.close()
+    assert await left_in(queue, 4) == ["1", "2", "3", "4"]
