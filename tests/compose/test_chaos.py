@@ -21,7 +21,7 @@ from tests.readme import ROOT
 # Each round: a service killed and one paused, a relay the same, a database killed, a memory and
 # a disk alarm, a broker node killed, one paused and one partitioned, a container off one of its
 # networks.
-ROUNDS = 3
+ROUNDS = 2
 
 
 # Longer than the suite's 300 s a test: the run's own subprocess bound is the one that counts.
@@ -32,7 +32,7 @@ def test_chaos_on_the_containers_loses_nothing_and_charges_nothing_twice() -> No
         run = subprocess.run(
             [sys.executable, "-m", "scripts.chaos", "--target", "compose", "--cluster",
              "--mode", "orchestration", "--seconds", "30",
-             "--orders", "600", "--rate", "10", "--rounds", str(ROUNDS), "--seed", "8",
+             "--orders", "600", "--rate", "10", "--rounds", str(ROUNDS), "--seed", "5",
              "--json"],
             cwd=ROOT, env=compose.env, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
@@ -61,6 +61,6 @@ def test_chaos_on_the_containers_loses_nothing_and_charges_nothing_twice() -> No
     assert report["mode"] == "orchestration"
     [sagas] = [i for i in report["invariants"] if i["invariant"].startswith("6.")]
     assert sagas["checked"] == 600
-    # The orchestrator itself killed mid-saga, at least once (seed 8 kills it twice; the draws
+    # The orchestrator itself killed mid-saga, at least once (seed 5 kills it twice; the draws
     # depend on the seed alone, not on the machine).
     assert ("service", "kill", "order") in {(f["kind"], f["action"], f["target"]) for f in faults}
