@@ -498,6 +498,10 @@ def main() -> None:
         help="both modes, one after the other, in one table (scripts/perf/modes.py)",
     )  # fmt: skip
     args = parser.parse_args()
+    for count in ("idle_orders", "warm_up_orders", "saturation_orders", "transport_messages",
+                  "rounds"):  # fmt: skip
+        if getattr(args, count) < 1:
+            parser.error(f"--{count.replace('_', '-')} must be at least 1")
     if args.compare_modes:
         from scripts.perf.modes import compare  # it builds on this module
 
