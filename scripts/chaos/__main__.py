@@ -47,6 +47,7 @@ import aio_pika
 import psycopg
 from rich.console import Console
 
+from scripts.arguments import above, at_least
 from scripts.chaos import memory
 from scripts.chaos.faults import BROKER, CLUSTER_KINDS, KINDS, NODE, ONE_BROKER_KINDS, Chaos
 from scripts.chaos.proxy import FaultProxy, route_through
@@ -104,10 +105,10 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seconds", type=float, default=60, help="how long faults are injected")
-    parser.add_argument("--orders", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=None, help="orders per second (open loop)")
+    parser.add_argument("--seconds", type=above(0), default=60, help="how long faults are injected")
+    parser.add_argument("--orders", type=at_least(1), default=600)
+    parser.add_argument("--concurrency", type=at_least(1), default=16)
+    parser.add_argument("--rate", type=above(0), default=None, help="orders per second (open loop)")
     parser.add_argument("--replicas", type=int, default=1, choices=[1, 2])
     parser.add_argument(
         "--target", choices=["local", "compose"], default="local",
@@ -125,7 +126,7 @@ def main() -> int:
         "(local), or docker-compose.cluster.yml's (compose)",
     )  # fmt: skip
     parser.add_argument(
-        "--rounds", type=int, default=1,
+        "--rounds", type=at_least(0), default=1,
         help="how many rounds of every kind of fault come first, whatever --seconds says",
     )  # fmt: skip
     parser.add_argument(

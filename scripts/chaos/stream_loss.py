@@ -21,6 +21,7 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
+from scripts.arguments import at_least
 from scripts.stack.instances import Broker, own_broker
 from shared.audit import read_audit
 from shared.topology import AUDIT_ARGUMENTS, AUDIT_STREAM, wait_for_audit_stream
@@ -106,7 +107,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--restarts", type=at_least(1), default=5)
     parser.add_argument("--no-wait", action="store_true", help="publish without waiting")
     parser.add_argument(
         "--broker", choices=["local", "container"], default="local",

@@ -20,6 +20,7 @@ import aio_pika
 import psycopg
 from psycopg.rows import dict_row
 
+from scripts.arguments import at_least
 from scripts.stack import StackConfig
 from shared import broker
 from shared.audit import read_audit
@@ -336,7 +337,7 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int)
     parser.add_argument("--amqp-url", help="default: the stack's broker, as its administrator")
     parser.add_argument(
-        "--allow-dlq", type=int, default=0, help="messages a DLQ may hold (injected poison)"
+        "--allow-dlq", type=at_least(0), default=0, help="messages a DLQ may hold (injected poison)"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

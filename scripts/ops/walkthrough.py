@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from scripts.arguments import at_least
 from scripts.stack import StackConfig
 from services.order.state import TERMINAL
 from shared import broker
@@ -205,7 +206,7 @@ def main() -> int:
         command = commands.add_parser(name)
         command.add_argument("order_id", help="an order id, or `latest`")
         if name == "redeliver":
-            command.add_argument("--times", type=int, default=10)
+            command.add_argument("--times", type=at_least(1), default=10)
     args = parser.parse_args()
     walkthrough = Walkthrough(StackConfig.from_env())
     try:

@@ -43,6 +43,7 @@ import aiohttp
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from scripts.arguments import above, at_least
 from scripts.perf import history
 from scripts.perf.load import Load, Mix, Result
 from scripts.stack import Stack, StackConfig
@@ -464,13 +465,13 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--idle-orders", type=int, default=50)
-    parser.add_argument("--warm-up-orders", type=int, default=300)
-    parser.add_argument("--saturation-orders", type=int, default=1500)
-    parser.add_argument("--seconds", type=float, default=15, help="length of each open-loop run")
-    parser.add_argument("--transport-messages", type=int, default=5000)
+    parser.add_argument("--idle-orders", type=at_least(1), default=50)
+    parser.add_argument("--warm-up-orders", type=at_least(1), default=300)
+    parser.add_argument("--saturation-orders", type=at_least(1), default=1500)
+    parser.add_argument("--seconds", type=above(0), default=15, help="length of each open-loop run")
+    parser.add_argument("--transport-messages", type=at_least(1), default=5000)
     parser.add_argument(
-        "--rounds", type=int, default=3,
+        "--rounds", type=at_least(1), default=3,
         help="saturation runs, each followed by a measurement of the bare transport",
     )  # fmt: skip
     parser.add_argument(
@@ -490,7 +491,7 @@ def main() -> None:
         help="how many processes of each service and relay (POSTs spread over the orders')",
     )  # fmt: skip
     parser.add_argument(
-        "--history", type=int, default=0, metavar="SAGAS",
+        "--history", type=at_least(0), default=0, metavar="SAGAS",
         help="finished sagas written into the databases first (scripts/perf/history.py)",
     )  # fmt: skip
     parser.add_argument(
@@ -498,10 +499,6 @@ def main() -> None:
         help="both modes, one after the other, in one table (scripts/perf/modes.py)",
     )  # fmt: skip
     args = parser.parse_args()
-    for count in ("idle_orders", "warm_up_orders", "saturation_orders", "transport_messages",
-                  "rounds"):  # fmt: skip
-        if getattr(args, count) < 1:
-            parser.error(f"--{count.replace('_', '-')} must be at least 1")
     if args.compare_modes:
         from scripts.perf.modes import compare  # it builds on this module
 

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from scripts.arguments import above, at_least
 from scripts.stack import StackConfig
 from services.order.state import IN_FLIGHT, TERMINAL
 from shared.system import SERVICE_NAMES
@@ -325,18 +326,18 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=32, help="orders in flight at once")
-    parser.add_argument("--rate", type=float, default=None, help="orders per second (open loop)")
+    parser.add_argument("--orders", type=at_least(1), default=500)
+    parser.add_argument(
+        "--concurrency", type=at_least(1), default=32, help="orders in flight at once"
+    )
+    parser.add_argument("--rate", type=above(0), default=None, help="orders per second (open loop)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cancel-ratio", type=float, default=Mix.cancel_ratio)
     parser.add_argument(
-        "--timeout", type=float, default=300, help="seconds to wait for terminal states"
+        "--timeout", type=above(0), default=300, help="seconds to wait for terminal states"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args()
-    if args.orders < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
-        parser.error("--orders and --concurrency must be at least 1, --rate above 0")
     urls = StackConfig.from_env().base_urls() | {
         name: url for name in SERVICE_NAMES if (url := os.environ.get(f"{name.upper()}_URL"))
     }

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from scripts.arguments import at_least
 from scripts.perf.bench import run_orders
 from scripts.stack import Stack, StackConfig
 from shared.system import PROCESSES
@@ -93,8 +94,8 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("process", nargs="?", default="order", choices=PROCESSES)
-    parser.add_argument("--orders", type=int, default=1500)
-    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--orders", type=at_least(1), default=1500)
+    parser.add_argument("--top", type=at_least(1), default=15)
     args = parser.parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="saga-profile-"))
     output = var_dir / f"{args.process}.prof"
