@@ -19,12 +19,21 @@ each, 22 to 27 µs with one ack for every 32 (docs/DESIGN.md, decision 24).
 """
 
 import asyncio
+from typing import NamedTuple
 
 from aio_pika.abc import AbstractIncomingMessage
 
 # A frame to write: the delivery whose tag it carries, whether it acks all up to that tag too,
 # and the acks waiting for it.
 _Frame = tuple[AbstractIncomingMessage, bool, list[asyncio.Future[None]]]
+
+
+class _Held(NamedTuple):
+    """A delivery the broker still holds, and the future of its ack: None while unsettled, then
+    done once the frame is written."""
+
+    message: AbstractIncomingMessage
+    written: asyncio.Future[None] | None
 
 
 class Acks:
@@ -42,7 +51,7 @@ class Acks:
     def delivered(self, message: AbstractIncomingMessage) -> None:
         """Hold a delivery from its arrival: no ack with `multiple` passes it until it settles.
         Called in delivery order, before the delivery's work starts."""
-        self._channel.held[_tag(message)] = (message, None)
+        self._channel.hold(message)
 
     async def ack(self, message: AbstractIncomingMessage) -> None:
         """Ack the message, in a frame with the others acked in this turn of the event loop."""
@@ -56,28 +65,33 @@ class Acks:
         await message.nack(requeue=True)
         # Only once written: a nack that failed leaves its delivery unsettled, so that the
         # acks behind it still go alone.
-        if self._channel.holds(message):
-            del self._channel.held[_tag(message)]
+        self._channel.release(message)
 
 
 class _Channel:
     """One channel's deliveries that the broker still holds, and the task writing their acks."""
 
     def __init__(self) -> None:
-        # By delivery tag, oldest first: None while unsettled, then the future of its ack
-        # (done once the frame is written).
-        self.held: dict[int, tuple[AbstractIncomingMessage, asyncio.Future[None] | None]] = {}
+        self._held: dict[int, _Held] = {}  # by delivery tag, oldest first
         self._sending: asyncio.Task[None] | None = None
 
+    def hold(self, message: AbstractIncomingMessage) -> None:
+        self._held[_tag(message)] = _Held(message, None)
+
     def holds(self, message: AbstractIncomingMessage) -> bool:
-        held = self.held.get(_tag(message))
-        return held is not None and held[0] is message
+        held = self._held.get(_tag(message))
+        return held is not None and held.message is message
+
+    def release(self, message: AbstractIncomingMessage) -> None:
+        """Hold the delivery no longer: it was settled another way (a nack)."""
+        if self.holds(message):
+            del self._held[_tag(message)]
 
     async def ack(self, message: AbstractIncomingMessage) -> None:
         written = asyncio.get_running_loop().create_future()
         # A caller cancelled meanwhile reads no outcome: not a leak.
         written.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self.held[_tag(message)] = (message, written)
+        self._held[_tag(message)] = _Held(message, written)
         if self._sending is None or self._sending.done():
             self._sending = asyncio.create_task(self._send(), name="acks")
         await asyncio.shield(written)
@@ -100,9 +114,9 @@ class _Channel:
             for _, _, waiting in frames:
                 for written in waiting:
                     written.cancel()
-            for _, asked in self.held.values():
-                if asked is not None:
-                    asked.cancel()
+            for held in self._held.values():
+                if held.written is not None:
+                    held.written.cancel()
 
     def _frames(self) -> list[_Frame]:
         """The frames that the acks asked for so far call for: one with `multiple` for the run
@@ -111,10 +125,10 @@ class _Channel:
         frames: list[_Frame] = []
         run: list[asyncio.Future[None]] = []
         last: AbstractIncomingMessage | None = None
-        for tag, (message, written) in list(self.held.items()):
+        for tag, (message, written) in list(self._held.items()):
             if written is None:
                 break
-            del self.held[tag]  # the broker holds it no longer once this frame is written
+            del self._held[tag]  # the broker holds it no longer once this frame is written
             if not written.done():  # else acked alone before, behind an unsettled one
                 run.append(written)
                 last = message
@@ -122,7 +136,7 @@ class _Channel:
             frames.append((last, True, run))
         frames += [
             (message, False, [written])
-            for message, written in self.held.values()
+            for message, written in self._held.values()
             if written is not None and not written.done()
         ]
         return frames
