@@ -5,10 +5,11 @@ route (`POST /orders`, a cancel: shared/service.py, `Transact`) runs one unit of
 and answers after the commit. Under load several of a process's units of work wait for the
 database at once, and each paid for a transaction of its own: a connection's checkout, a BEGIN,
 a COMMIT and its flush to disk. Here those that wait together share one transaction: each still
-runs its own work, in its own trace (its saga's lock and inbox row, its handler's statements),
-one after the other on one connection; the outbox rows they emitted are written by one statement,
-and they commit at once. The consumer acks each message only after that commit, and a route
-answers only then, as if it had been alone.
+runs its own work, in its own trace (its handler's statements), one after the other on one
+connection. One statement first records every message of the batch in the inbox, each under its
+saga's lock, and one statement last writes the outbox rows they all emitted; then they commit at
+once. The consumer acks each message only after that commit, and a route answers only then, as
+if it had been alone.
 
 - Nothing waits to make a batch: a unit of work that finds none running goes at once, alone;
   those that come while a transaction runs go together in the next. A consumer runs one such
@@ -42,11 +43,13 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from opentelemetry.context import Context
 
-from shared import outbox
+from shared import inbox, outbox
 from shared.db import Database, Sql, is_outage
+from shared.envelope import Envelope
 from shared.metrics import BATCH_UNITS
 from shared.uow import UnitOfWork
 
@@ -70,6 +73,9 @@ class _Waiting(Generic[T]):
     parent: Context | None  # the trace to run in, if not the caller's current one (a request's)
     # The caller's context (its trace, its log lines' order id): the work runs in it.
     context: contextvars.Context
+    message: Envelope | None  # the message the work accepts into the inbox, if any
+    # Its id, and whether its batch found it new (inbox.record_all), once recorded.
+    recorded: tuple[UUID, bool] | None = None
     done: asyncio.Future[tuple[T, UnitOfWork]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -99,13 +105,16 @@ class Transactions:
         self._waiting: list[_Waiting[Any]] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T], parent: Context | None = None) -> tuple[T, UnitOfWork]:
+    async def run(
+        self, work: Work[T], parent: Context | None = None, message: Envelope | None = None
+    ) -> tuple[T, UnitOfWork]:
         """Run `work` in a unit of work and commit it, alone or with others; its result and
         its unit of work (what it emitted) once committed. Raises what the work raised, or
-        what kept its transaction from committing."""
+        what kept its transaction from committing. `message`: the one the work accepts
+        (`UnitOfWork.accept`), which a batch records with its neighbours' in one statement."""
         if self._batch_size == 1:
             return await self._alone(work, parent)
-        waiting = _Waiting(work, parent, contextvars.copy_context())
+        waiting = _Waiting(work, parent, contextvars.copy_context(), message)
         # A caller cancelled meanwhile (its channel closed) reads no outcome: not a leak.
         waiting.done.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._waiting.append(waiting)
@@ -135,22 +144,20 @@ class Transactions:
         try:
             async with self._database.connect() as sql:
                 await sql.execute(GIVE_UP_ON_LOCKS)
-                for waiting in batch:
-                    try:
+                try:
+                    await self._record(sql, batch)
+                    for waiting in batch:
                         done, emitted = await _in(waiting, self._stage(sql, waiting))
                         staged.append((waiting, done))
                         rows += emitted
-                    except Exception as exc:
-                        if is_outage(exc):
-                            return self._fail(batch, exc)
-                        # Its verdict is its own alone: a deadlock with another process's
-                        # batch, say, is not the message's failure.
-                        logger.info(
-                            "a unit of work failed in a batch of %d (%s): each alone",
-                            len(batch),
-                            type(exc).__name__,
-                        )
-                        break
+                except Exception as exc:
+                    if is_outage(exc):
+                        return self._fail(batch, exc)
+                    # A unit of work's verdict is its own alone: a deadlock with another
+                    # process's batch, say, is not the message's failure.
+                    logger.info(
+                        "a batch of %d failed (%s): each alone", len(batch), type(exc).__name__
+                    )
                 else:
                     await outbox.append(sql, rows)
                     await sql.commit()
@@ -169,10 +176,21 @@ class Transactions:
             await self._one_alone(waiting)
         return None
 
+    @staticmethod
+    async def _record(sql: Sql, batch: list[_Waiting[Any]]) -> None:
+        """Record the batch's messages in the inbox at once, each under its saga's lock."""
+        accepting = [(waiting, waiting.message) for waiting in batch if waiting.message]
+        if accepting:
+            recorded = await inbox.record_all(sql, [message for _, message in accepting])
+            for (waiting, message), new in zip(accepting, recorded, strict=True):
+                waiting.recorded = (message.message_id, new)
+
     async def _stage(
         self, sql: Sql, waiting: _Waiting[T]
     ) -> tuple[tuple[T, UnitOfWork], list[outbox.Row]]:
-        async with UnitOfWork(self._database, self._service, waiting.parent, within=sql) as uow:
+        async with UnitOfWork(
+            self._database, self._service, waiting.parent, within=sql, recorded=waiting.recorded
+        ) as uow:
             result = await waiting.work(uow)
             rows = uow.staged()
         return (result, uow), rows

@@ -163,7 +163,7 @@ class Consumer:
             return await handler(uow, event)
 
         # Committed when it returns: alone, or with the deliveries that waited beside it.
-        what, uow = await self._transactions.run(work)
+        what, uow = await self._transactions.run(work, message=envelope)
         if what is None:
             MESSAGES.labels(envelope.type, "duplicate").inc()
             log.info("duplicate %s %s ignored", envelope.type, str(envelope.message_id)[:8])

@@ -1,5 +1,7 @@
 """The inbox: ids of the messages whose effect is committed, so a redelivery has no effect."""
 
+from collections.abc import Sequence
+
 from shared.db import Sql
 from shared.envelope import Envelope
 
@@ -27,3 +29,35 @@ async def record(sql: Sql, envelope: Envelope) -> bool:
         saga=str(envelope.correlation_id),
     )
     return inserted is not None
+
+
+# The same for every message of a batch (shared/batching.py), in one round trip: the sagas'
+# locks are taken in the order the messages are listed, as one at a time would take them.
+RECORD_ALL = """
+    INSERT INTO inbox (message_id, message_type)
+    SELECT listed.message_id, listed.message_type
+    FROM (SELECT * FROM unnest(%(message_ids)s::uuid[], %(message_types)s::text[],
+                               %(sagas)s::text[])
+                   WITH ORDINALITY AS listed (message_id, message_type, saga, position)
+          ORDER BY position) AS listed
+    CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(listed.saga, 0))) AS lock
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+"""
+
+
+async def record_all(sql: Sql, envelopes: Sequence[Envelope]) -> list[bool]:
+    """`record` for each envelope, in one statement: for each, False if it is a duplicate (of
+    a message committed before, or of one listed before it)."""
+    rows = await sql.all(
+        RECORD_ALL,
+        message_ids=[envelope.message_id for envelope in envelopes],
+        message_types=[envelope.type for envelope in envelopes],
+        sagas=[str(envelope.correlation_id) for envelope in envelopes],
+    )
+    inserted = {row.message_id for row in rows}
+    recorded = []
+    for envelope in envelopes:
+        recorded.append(envelope.message_id in inserted)
+        inserted.discard(envelope.message_id)  # a second copy in the list is a duplicate
+    return recorded

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 from opentelemetry import context, trace
 
@@ -27,16 +28,19 @@ class UnitOfWork:
         parent: context.Context | None = None,
         *,
         within: Sql | None = None,
+        recorded: tuple[UUID, bool] | None = None,
     ) -> None:
         """`parent`: the trace context to run in, if not the current one (a request's).
         `within`: a transaction that several units of work share and their owner commits
         (shared/batching.py); each leaves its outbox rows to the batch
-        (`staged`) instead of committing."""
+        (`staged`) instead of committing. `recorded`: a message that batch already recorded
+        in the inbox, and whether it was new (`accept`)."""
         self._database = database
         self._producer = producer
         self._parent = parent
         self._exit_stack = AsyncExitStack()
         self._sql: Sql | None = within
+        self._recorded = recorded
         self.cause: Envelope | None = None
         self.emitted: list[Envelope] = []
         self._trace_contexts: list[tracing.TraceContext] = []
@@ -86,6 +90,8 @@ class UnitOfWork:
                 "saga.order_id": str(envelope.correlation_id),
                 "messaging.message.id": str(envelope.message_id),
             })  # fmt: skip
+        if self._recorded is not None and self._recorded[0] == envelope.message_id:
+            return self._recorded[1]  # the batch recorded it, with its neighbours'
         return await inbox.record(self.sql, envelope)
 
     def emit(self, event: Message) -> Envelope:

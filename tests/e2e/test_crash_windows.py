@@ -204,7 +204,7 @@ async def test_poison_and_a_failing_handler_in_a_batch_take_their_own_way_and_sp
         stack.wait_ready("payment")
         for order_id in orders:
             await asyncio.to_thread(saga.wait_for_status, order_id, "CONFIRMED")
-        payment_log.wait_for("a unit of work failed in a batch of")
+        payment_log.wait_for("failed (InjectedFault): each alone")
         payment_log.wait_for(f"dead-lettered {poison_id} (OrderCreated) after 1 attempt(s)")
         assert charged(stack, orders) == len(orders)
         assert saga.balance(customer) == 10_000 - 100 * len(orders)

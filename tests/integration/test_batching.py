@@ -63,7 +63,8 @@ Outcome = tuple[str | None, UnitOfWork] | BaseException
 async def delivered(transactions: Transactions, deliveries: list[Delivery]) -> list[Outcome]:
     """Every delivery's work submitted at once, as concurrent deliveries are."""
     return await asyncio.gather(
-        *(transactions.run(delivery.work) for delivery in deliveries), return_exceptions=True
+        *(transactions.run(delivery.work, message=delivery.envelope) for delivery in deliveries),
+        return_exceptions=True,
     )
 
 
@@ -228,6 +229,55 @@ async def test_a_unit_of_work_that_swallows_a_statement_s_error_is_not_taken_for
     for envelope in accepted:
         assert await rows(payment, IN_INBOX, id=envelope.message_id)
     assert not await rows(payment, IN_INBOX, id=swallowing.message_id)
+
+
+async def test_a_batch_records_its_messages_at_once_and_a_copy_is_a_duplicate_in_it_too(
+    payment: Database,
+) -> None:
+    # One message the inbox holds from before, and one delivered twice into the same batch
+    # (a redelivery beside its original): each applies once, in the order listed.
+    customer = await customer_with(payment, 10_000)
+    before = Delivery(order_for(customer))
+    committed(await delivered(Transactions(payment, "payment", 1), [before]))
+    twice = Delivery(order_for(customer))
+    copy = Delivery(twice.event)
+    copy.envelope = twice.envelope
+    deliveries = [Delivery(order_for(customer)), twice, copy, Delivery(before.event)]
+    deliveries[3].envelope = before.envelope
+    results = await delivered(Transactions(payment, "payment", 16), deliveries)
+
+    assert len({d.transactions[0] for d in deliveries}) == 1, "no batch was made"
+    assert all(len(d.transactions) == 1 for d in deliveries), "the batch did not commit"
+    whats = [None if isinstance(r, BaseException) else r[0] for r in results]
+    assert whats[0] is not None and whats[0].startswith("charged")
+    assert whats[1] is not None and whats[1].startswith("charged")
+    assert whats[2:] == [None, None], whats  # the copy and the one from before
+    for delivery in deliveries:
+        assert await count_of(payment, "charges", delivery.event.order_id) == 1
+    assert await balance(payment, customer) == 10_000 - 300
+
+
+async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
+    payment: Database,
+) -> None:
+    # Another transaction holds one saga's advisory lock for half a second: the batch's inbox
+    # statement waits for it, gives up after 100 ms, and each message goes alone.
+    customer = await customer_with(payment, 10_000)
+    deliveries = [Delivery(order_for(customer)) for _ in range(3)]
+    async with payment.connect() as holder:
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))",
+            saga=str(deliveries[1].event.order_id),
+        )
+        outcomes = asyncio.ensure_future(
+            delivered(Transactions(payment, "payment", 16), deliveries)
+        )
+        await asyncio.sleep(0.5)
+        assert not outcomes.done(), "nothing waited for the lock"
+        await holder.connection.commit()
+    committed(await outcomes)
+    assert len({d.transactions[-1] for d in deliveries}) == 3, "not each alone"
+    assert await balance(payment, customer) == 10_000 - 300
 
 
 async def test_a_batch_that_waits_on_a_lock_gives_up_and_each_goes_alone(
