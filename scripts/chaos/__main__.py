@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -139,7 +140,10 @@ def main() -> int:
         help="how the saga is coordinated (SAGA_MODE): the checker then also holds every saga "
         "instance to its order (invariant 6)",
     )  # fmt: skip
-    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep PostgreSQL's data, and the logs even when every invariant held",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cluster and args.broker != "local":
@@ -203,7 +207,13 @@ def run_locally(args: argparse.Namespace, console: Console) -> int:
             console.print(f"kept: PostgreSQL data in {postgres.data_dir}")
         else:
             postgres.remove()
-    return summarize(*outcome, args, console)
+    code = summarize(*outcome, args, console)
+    if code == 0 and not args.keep:
+        shutil.rmtree(var_dir, ignore_errors=True)
+        console.print("every invariant held: logs removed (--keep keeps them)")
+    else:
+        console.print(f"logs kept in {var_dir}")
+    return code
 
 
 def run_on_compose(args: argparse.Namespace, console: Console) -> int:

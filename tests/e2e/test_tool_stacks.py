@@ -2,6 +2,7 @@
 nothing behind when it is told to stop with SIGTERM (`timeout 60 ./saga bench`, a supervisor):
 its processes stopped, its databases and vhost dropped, as after Ctrl-C or an error."""
 
+import os
 import re
 import signal
 import subprocess
@@ -36,10 +37,12 @@ def _vhosts() -> str:
     return done.stdout
 
 
-def test_a_terminated_bench_stops_its_stack_and_drops_what_it_made() -> None:
+def test_a_terminated_bench_stops_its_stack_and_drops_what_it_made(tmp_path: Path) -> None:
+    # The logs it keeps on purpose go where pytest keeps its last few runs' files, not to /tmp.
     bench = subprocess.Popen(
         [sys.executable, "-m", "scripts.perf.bench", "--without-dashboard", "--idle-orders", "500"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )  # fmt: skip
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(bench.stdout or ()), daemon=True)
@@ -51,6 +54,7 @@ def test_a_terminated_bench_stops_its_stack_and_drops_what_it_made() -> None:
         found = re.search(r"\(logs in (.+)\)$", first.strip())
         assert found, first
         log_dir = Path(found.group(1))
+        assert log_dir.is_relative_to(tmp_path), log_dir
         run_dir = log_dir.parent / "run"
 
         def every_pid() -> dict[str, int] | None:
