@@ -9,6 +9,7 @@ import contextlib
 import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString
 from uuid import uuid4
 
 import psycopg
@@ -257,18 +258,13 @@ async def test_a_batch_records_its_messages_at_once_and_a_copy_is_a_duplicate_in
     assert await balance(payment, customer) == 10_000 - 300
 
 
-async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
-    payment: Database,
+async def delivered_while_held(
+    payment: Database, deliveries: list[Delivery], lock: LiteralString, **params: Any
 ) -> None:
-    # Another transaction holds one saga's advisory lock for half a second: the batch's inbox
-    # statement waits for it, gives up after 100 ms, and each message goes alone.
-    customer = await customer_with(payment, 10_000)
-    deliveries = [Delivery(order_for(customer)) for _ in range(3)]
+    """The deliveries submitted while another transaction holds what `lock` takes, for half a
+    second; each committed in the end."""
     async with payment.connect() as holder:
-        await holder.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))",
-            saga=str(deliveries[1].event.order_id),
-        )
+        await holder.execute(lock, **params)
         outcomes = asyncio.ensure_future(
             delivered(Transactions(payment, "payment", 16), deliveries)
         )
@@ -276,6 +272,20 @@ async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
         assert not outcomes.done(), "nothing waited for the lock"
         await holder.connection.commit()
     committed(await outcomes)
+
+
+async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
+    payment: Database,
+) -> None:
+    # One saga's advisory lock is held elsewhere: the batch's inbox statement waits for it,
+    # gives up after 100 ms, and each message goes alone.
+    customer = await customer_with(payment, 10_000)
+    deliveries = [Delivery(order_for(customer)) for _ in range(3)]
+    saga = str(deliveries[1].event.order_id)
+    await delivered_while_held(
+        payment, deliveries, "SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))",
+        saga=saga,
+    )  # fmt: skip
     assert len({d.transactions[-1] for d in deliveries}) == 3, "not each alone"
     assert await balance(payment, customer) == 10_000 - 300
 
@@ -283,21 +293,14 @@ async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
 async def test_a_batch_that_waits_on_a_lock_gives_up_and_each_goes_alone(
     payment: Database,
 ) -> None:
-    # Another transaction holds the customer's account for half a second, as the other side
-    # of a lock cycle would. The batch gives up after 100 ms; alone, each waits its turn.
+    # The customer's account is held elsewhere, as the other side of a lock cycle would hold
+    # it. The batch gives up after 100 ms; alone, each waits its turn.
     customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer)) for _ in range(3)]
-    async with payment.connect() as holder:
-        await holder.execute(
-            "SELECT 1 FROM accounts WHERE customer_id = %(c)s FOR UPDATE", c=customer
-        )
-        outcomes = asyncio.ensure_future(
-            delivered(Transactions(payment, "payment", 16), deliveries)
-        )
-        await asyncio.sleep(0.5)
-        assert not outcomes.done(), "nothing waited for the lock"
-        await holder.connection.commit()
-    committed(await outcomes)
+    await delivered_while_held(
+        payment, deliveries, "SELECT 1 FROM accounts WHERE customer_id = %(c)s FOR UPDATE",
+        c=customer,
+    )  # fmt: skip
     # The first met the lock in the batch and gave up, then waited for it alone; the batch
     # never reached the other two, which went alone after it.
     assert [len(d.transactions) for d in deliveries] == [2, 1, 1], [
