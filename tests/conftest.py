@@ -7,6 +7,7 @@ them, by pid, when the session ends. The header says whether the compose tests c
 import contextlib
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +39,26 @@ ORCHESTRATED_ENV = TEST_ENV | {"COMPENSATION_RESEND_SECONDS": "0.05"}
 MODES = [pytest.param(mode, id=str(mode)) for mode in Mode]
 
 
+def env_of(mode: Mode) -> dict[str, str]:
+    """A test stack's settings in that mode."""
+    return ORCHESTRATED_ENV if mode is Mode.ORCHESTRATION else TEST_ENV
+
+
 @pytest.fixture(scope="session", params=MODES)
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """The run's stack, once in each mode: a test that uses it runs on the choreographed saga
-    and on the orchestrated one, unless it is marked `only_in` one of them."""
-    mode: Mode = request.param
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """The saga's coordination style for the tests that use the run's stack: each such test runs
+    once in each mode, unless it is marked `only_in` one of them. A fixture of its own, so that a
+    module may give `stack` parameters of its own (the retry tests' brokers) without them being
+    read as the mode."""
+    return Mode(request.param)
+
+
+@pytest.fixture(scope="session")
+def stack(mode: Mode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The run's stack in `mode`."""
     config = StackConfig.isolated(
-        "sagatest", tmp_path_factory.mktemp(f"stack-{mode}"), mode=mode,
-        env=ORCHESTRATED_ENV if mode is Mode.ORCHESTRATION else TEST_ENV,
-    )  # fmt: skip
+        "sagatest", tmp_path_factory.mktemp(f"stack-{mode}"), mode=mode, env=env_of(mode)
+    )
     with Stack(config).running() as stack:
         yield stack
 
@@ -67,18 +77,50 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Why items were deselected, by reason, for the run's summary (pytest_terminal_summary).
+_DESELECTED: Counter[str] = Counter()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m: a test is judged on all its parameters
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the parametrizations of a test marked `only_in` one mode that run in the other,
+    and refuse a run where some test would run nowhere: every one of its parametrizations
+    deselected is a mistake in the test, not a choice."""
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        marker = item.get_closest_marker("only_in")
-        callspec = getattr(item, "callspec", None)
-        mode = callspec.params.get("stack") if callspec is not None else None
-        wrong = marker is not None and mode is not None and mode != marker.args[0]
-        (dropped if wrong else kept).append(item)
+        wrong = _wrong_mode(item)
+        (kept if wrong is None else dropped).append(item)
+    nowhere = sorted({_test_of(item) for item in dropped} - {_test_of(item) for item in kept})
+    if nowhere:
+        raise pytest.UsageError(
+            "these tests run nowhere (every parametrization is deselected by its only_in mark): "
+            + ", ".join(nowhere)
+        )
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _wrong_mode(item: pytest.Item) -> Mode | None:
+    """The mode an `only_in` item is marked for, when its parameters put it in the other."""
+    marker = item.get_closest_marker("only_in")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "mode" not in callspec.params:
+        return None
+    wanted = Mode(marker.args[0])
+    return wanted if Mode(callspec.params["mode"]) is not wanted else None
+
+
+def _test_of(item: pytest.Item) -> str:
+    """A test's id without its parameters."""
+    return item.nodeid.split("[", 1)[0]
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        wrong = _wrong_mode(item)
+        _DESELECTED[f"only in {wrong}" if wrong else "by the command line (-k, -m...)"] += 1
 
 
 @dataclass(frozen=True)
@@ -123,11 +165,13 @@ BROKERS = [
 
 
 @contextlib.contextmanager
-def stack_on(broker: Broker, var_dir: Path, name: str, **config: Any) -> Iterator[Stack]:
-    """A stack of its own, running on a broker of a test's own (on its root vhost)."""
+def stack_on(
+    broker: Broker, var_dir: Path, name: str, mode: Mode = Mode.CHOREOGRAPHY, **config: Any
+) -> Iterator[Stack]:
+    """A stack of its own in `mode`, running on a broker of a test's own (on its root vhost)."""
     own = StackConfig.isolated(
-        name, var_dir, env=TEST_ENV, amqp_port=broker.port, vhost="/",
-        rabbitmqctl=broker.rabbitmqctl, **config,
+        name, var_dir, env=env_of(mode), amqp_port=broker.port, vhost="/",
+        rabbitmqctl=broker.rabbitmqctl, mode=mode, **config,
     )  # fmt: skip
     with Stack(own).running() as stack:
         yield stack
@@ -157,6 +201,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _DESELECTED:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(_DESELECTED.items()))
+        terminalreporter.write_line(
+            f"deselected: {sum(_DESELECTED.values())} ({reasons}); none runs nowhere"
+        )
     if _TIER_SECONDS:
         spent = ", ".join(f"{tier} {seconds / 60:.1f} min" for tier, seconds in
                           sorted(_TIER_SECONDS.items()))  # fmt: skip
