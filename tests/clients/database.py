@@ -9,8 +9,9 @@ from typing import Any, LiteralString
 import psycopg
 
 from scripts.stack import Stack
-from shared.db import Database
+from shared.db import Database, Sql
 from shared.migrations import upgrade
+from tests.polling import eventually
 
 
 def sql(stack: Stack, service: str, query: str, *params: object) -> list[tuple[Any, ...]]:
@@ -50,3 +51,18 @@ async def rows(database: Database, query: LiteralString, **params: object) -> li
     """Every row a read returns, as named tuples, outside any unit of work."""
     async with database.connect(autocommit=True) as db:
         return await db.all(query, **params)
+
+
+WAITING_ON = "SELECT count(*) FROM pg_stat_activity WHERE %(pid)s = ANY(pg_blocking_pids(pid))"
+
+
+async def waited_on(database: Database, holder: Sql, within: float = 15.0) -> None:
+    """Return once another session waits for a lock that `holder`'s transaction holds, as
+    PostgreSQL sees it (pg_blocking_pids): proof that the lock, not the clock, held it back."""
+    pid = await holder.scalar("SELECT pg_backend_pid()")
+
+    async def someone_waits() -> bool:
+        async with database.connect(autocommit=True) as sql:
+            return bool(await sql.scalar(WAITING_ON, pid=pid))
+
+    await eventually(someone_waits, within, f"a session to wait for backend {pid}'s lock")

@@ -50,6 +50,12 @@ def payment_succeeded(order_id: UUID, sku: str, quantity: int) -> PaymentSucceed
     )
 
 
+def short(order_id: UUID) -> str:
+    """The order's id as the services' log lines show it: each wait names its own saga, so
+    another saga's line cannot end it."""
+    return str(order_id)[:8]
+
+
 async def wait_for(check, what: str) -> None:  # type: ignore[no-untyped-def]
     await asyncio.to_thread(wait_until, check, 15, what)
 
@@ -59,11 +65,13 @@ async def test_an_order_created_after_its_cancel_is_never_charged(saga: SagaClie
     payment_log = LogCursor(saga.stack, "payment")
     async with broker(saga.stack) as exchange:
         await publish_event(exchange, OrderCancelled(order_id=order_id, reason="customer"))
-        await asyncio.to_thread(payment_log.wait_for, "nothing to refund, never charged")
+        await asyncio.to_thread(
+            payment_log.wait_for, f"order {short(order_id)} | nothing to refund, never charged"
+        )
         await publish_event(exchange, order_created(order_id, customer, "any", 600))
     await asyncio.to_thread(
         payment_log.wait_for,
-        f"order {str(order_id)[:8]} | not charged, the order was cancelled first "
+        f"order {short(order_id)} | not charged, the order was cancelled first "
         "for OrderCreated -> PaymentFailed",
     )
     assert saga.payments(str(order_id))["charges"] == []
@@ -75,11 +83,14 @@ async def test_inventory_never_reserves_for_a_cancelled_order(saga: SagaClient) 
     inventory_log = LogCursor(saga.stack, "inventory")
     async with broker(saga.stack) as exchange:
         await publish_event(exchange, OrderCancelled(order_id=order_id, reason="timeout"))
-        await asyncio.to_thread(inventory_log.wait_for, "nothing to release, never reserved")
+        await asyncio.to_thread(
+            inventory_log.wait_for, f"order {short(order_id)} | nothing to release, never reserved"
+        )
         await publish_event(exchange, payment_succeeded(order_id, sku, 2))
     await asyncio.to_thread(
         inventory_log.wait_for,
-        "not reserved, the order was cancelled first for PaymentSucceeded -> InventoryFailed",
+        f"order {short(order_id)} | not reserved, the order was cancelled first "
+        "for PaymentSucceeded -> InventoryFailed",
     )
     assert saga.reservations(str(order_id)) == []
     assert saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0}
@@ -96,11 +107,13 @@ async def test_a_reservation_made_just_before_the_cancel_is_released_once(
         assert saga.product(sku) == {"sku": sku, "available": 2, "reserved": 3}
         for _ in range(3):  # three distinct cancel messages for the same order
             await publish_event(exchange, OrderCancelled(order_id=order_id, reason="customer"))
-    await asyncio.to_thread(inventory_log.wait_for, "already released", 2)
+    await asyncio.to_thread(
+        inventory_log.wait_for, f"order {short(order_id)} | already released", 2
+    )
     [reservation] = saga.reservations(str(order_id))
     assert reservation["status"] == "RELEASED"
     assert saga.product(sku) == {"sku": sku, "available": 5, "reserved": 0}
-    assert inventory_log.read().count("released 3 x") == 1
+    assert inventory_log.read().count(f"order {short(order_id)} | released 3 x") == 1
 
 
 async def test_any_mix_of_failures_and_cancels_refunds_at_most_once(saga: SagaClient) -> None:
@@ -117,7 +130,7 @@ async def test_any_mix_of_failures_and_cancels_refunds_at_most_once(saga: SagaCl
         ):
             await publish_event(exchange, event)
     # The synthetic order also fails inventory for real (unknown sku): one more InventoryFailed.
-    await asyncio.to_thread(payment_log.wait_for, "already refunded", 4)
+    await asyncio.to_thread(payment_log.wait_for, f"order {short(order_id)} | already refunded", 4)
     payments = saga.payments(str(order_id))
     assert len(payments["charges"]) == len(payments["refunds"]) == 1
     assert saga.balance(customer) == 2_000
@@ -136,7 +149,9 @@ async def test_a_terminal_order_never_moves_again(saga: SagaClient) -> None:
             payment_succeeded(order_id, sku, 1),
         ):
             await publish_event(exchange, event)
-    await asyncio.to_thread(order_log.wait_for, "ignored, order is CONFIRMED", 3)
+    await asyncio.to_thread(
+        order_log.wait_for, f"order {short(order_id)} | ignored, order is CONFIRMED", 3
+    )
     assert saga.get_order(str(order_id))["status"] == "CONFIRMED"
     assert saga.history(str(order_id)) == ["PENDING", "PAID", "CONFIRMED"]
     cancel = saga.order.post(f"/orders/{order_id}/cancel")

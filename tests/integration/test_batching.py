@@ -7,7 +7,7 @@ once."""
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 from uuid import uuid4
@@ -21,9 +21,10 @@ from shared.db import Database
 from shared.envelope import Envelope, wrap
 from shared.events import InventoryFailed, Item, OrderCreated
 from shared.uow import UnitOfWork
-from tests.clients.database import rows
+from tests.clients.database import rows, waited_on
 from tests.integration.handling import count_of, outbox_of
 from tests.integration.test_payment_handlers import balance, customer_with
+from tests.polling import eventually
 
 
 def order_for(customer: str, cents: int = 100) -> OrderCreated:
@@ -259,16 +260,26 @@ async def test_a_batch_records_its_messages_at_once_and_a_copy_is_a_duplicate_in
 
 
 async def delivered_while_held(
-    payment: Database, deliveries: list[Delivery], lock: LiteralString, **params: Any
+    payment: Database,
+    deliveries: list[Delivery],
+    gave_up: Callable[[], bool],
+    lock: LiteralString,
+    **params: Any,
 ) -> None:
-    """The deliveries submitted while another transaction holds what `lock` takes, for half a
-    second; each committed in the end."""
+    """The deliveries submitted while another transaction holds what `lock` takes, until the
+    batch has given up (`gave_up`: a delivery has begun its attempt alone) and a delivery alone
+    waits for the lock, as PostgreSQL sees it; each committed in the end."""
     async with payment.connect() as holder:
         await holder.execute(lock, **params)
         outcomes = asyncio.ensure_future(
             delivered(Transactions(payment, "payment", 16), deliveries)
         )
-        await asyncio.sleep(0.5)
+
+        async def batch_gave_up() -> bool:
+            return gave_up()
+
+        await eventually(batch_gave_up, 15, "the batch to give up")
+        await waited_on(payment, holder)
         assert not outcomes.done(), "nothing waited for the lock"
         await holder.connection.commit()
     committed(await outcomes)
@@ -282,9 +293,10 @@ async def test_a_batch_whose_saga_lock_is_held_gives_up_and_each_goes_alone(
     customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer)) for _ in range(3)]
     saga = str(deliveries[1].event.order_id)
+    # In the batch the inbox statement fails before any work runs: a work begun is one alone.
     await delivered_while_held(
-        payment, deliveries, "SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))",
-        saga=saga,
+        payment, deliveries, lambda: bool(deliveries[1].transactions),
+        "SELECT pg_advisory_xact_lock(hashtextextended(%(saga)s, 0))", saga=saga,
     )  # fmt: skip
     assert len({d.transactions[-1] for d in deliveries}) == 3, "not each alone"
     assert await balance(payment, customer) == 10_000 - 300
@@ -298,8 +310,8 @@ async def test_a_batch_that_waits_on_a_lock_gives_up_and_each_goes_alone(
     customer = await customer_with(payment, 10_000)
     deliveries = [Delivery(order_for(customer)) for _ in range(3)]
     await delivered_while_held(
-        payment, deliveries, "SELECT 1 FROM accounts WHERE customer_id = %(c)s FOR UPDATE",
-        c=customer,
+        payment, deliveries, lambda: len(deliveries[0].transactions) == 2,
+        "SELECT 1 FROM accounts WHERE customer_id = %(c)s FOR UPDATE", c=customer,
     )  # fmt: skip
     # The first met the lock in the batch and gave up, then waited for it alone; the batch
     # never reached the other two, which went alone after it.

@@ -33,7 +33,7 @@ from shared.events import (
 )
 from shared.uow import UnitOfWork
 from tests.clients.api import new_id
-from tests.clients.database import rows, scratch_database
+from tests.clients.database import rows, scratch_database, waited_on
 from tests.integration.handling import apply, outbox_of
 
 LINES = [Item(sku="shirt", quantity=2, unit_price_cents=1_500)]
@@ -141,7 +141,7 @@ async def test_a_payment_that_waits_on_a_cancel_s_row_lock_finds_the_order_cance
         reply = asyncio.ensure_future(
             apply(orders, "order", mark_paid, payment_succeeded(order_id))
         )
-        await asyncio.sleep(0.3)
+        await waited_on(orders, cancelling.sql)
         assert not reply.done(), "the reply did not wait for the order's row"
         await cancelling.commit()
     handled = await reply
