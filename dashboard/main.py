@@ -81,7 +81,7 @@ async def _refused(request: Request, exc: HTTPException) -> Response:
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-    return _answer(request, 422, http.field_errors(exc))
+    return _answer(request, *http.refusal(exc))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

@@ -94,8 +94,20 @@ def _routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
         yield from _routes(inner.routes) if inner is not None else (route,)
 
 
+def refusal(exc: RequestValidationError) -> tuple[int, str | list[dict[str, Any]]]:
+    """What a request that fails validation is answered: a body that is not JSON cannot be
+    read at all, 400 in words (as FastAPI answers one nested too deeply); JSON that says the
+    wrong thing is 422, field by field."""
+    for error in exc.errors():
+        if error["type"] == "json_invalid":
+            why = error.get("ctx", {}).get("error", "it cannot be parsed")
+            return 400, f"the body is not JSON: {why} at character {error['loc'][-1]}"
+    return 422, field_errors(exc)
+
+
 async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-    return JSONResponse({"detail": field_errors(exc)}, status_code=422)
+    status, detail = refusal(exc)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 async def refused(request: Request, exc: HTTPException) -> Response:

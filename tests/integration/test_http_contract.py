@@ -34,11 +34,14 @@ def test_an_invalid_order_is_refused_with_a_readable_422(saga: SagaClient, body:
     assert response.json()["detail"]
 
 
-def test_a_body_that_is_not_json_is_a_422(saga: SagaClient) -> None:
-    response = saga.order.post(
-        "/orders", content=b"{oops", headers={"Content-Type": "application/json"}
-    )
-    assert response.status_code == 422
+def test_a_body_that_is_not_json_is_a_400_and_one_past_64_kib_a_413(saga: SagaClient) -> None:
+    # Through the running server (uvicorn), as tests/unit/test_http_answers.py shows each app.
+    json = {"Content-Type": "application/json"}
+    response = saga.order.post("/orders", content=b"{oops", headers=json)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("the body is not JSON: Expecting property name")
+    too_large = saga.order.post("/orders", content=b" " * (64 * 1024 + 1), headers=json)
+    assert too_large.status_code == 413
 
 
 def test_orders_unknown_or_malformed(saga: SagaClient) -> None:
@@ -109,6 +112,32 @@ def test_an_order_reads_back_as_spec_shapes_it(saga: SagaClient) -> None:
     assert order["total_cents"] == 301
     listed = saga.order.get("/orders", params={"limit": 5}).json()["orders"]
     assert order["order_id"] in [o["order_id"] for o in listed]
+
+
+def test_the_order_list_is_newest_first_pages_by_offset_and_filters_by_status(
+    saga: SagaClient,
+) -> None:
+    # Customers no wallet knows: each order is REJECTED (unknown_customer) at payment's step.
+    placed = [saga.place_order(new_id("cust"), ("s", 1, 100))["order_id"] for _ in range(3)]
+    for order_id in placed:
+        saga.wait_for_status(order_id, "REJECTED")
+
+    listed = saga.order.get("/orders", params={"limit": 1000}).json()["orders"]
+    created = [order["created_at"] for order in listed]
+    assert created == sorted(created, reverse=True), "not newest first"
+    # Nothing else placed an order meanwhile (the tests run one at a time).
+    assert [order["order_id"] for order in listed[:3]] == placed[::-1]
+    page = saga.order.get("/orders", params={"limit": 2, "offset": 1}).json()["orders"]
+    assert page == listed[1:3]
+    past_the_end = saga.order.get("/orders", params={"offset": 10**9})
+    assert past_the_end.json() == {"orders": []}
+
+    rejected = saga.order.get("/orders", params={"status": "REJECTED", "limit": 1000}).json()
+    assert {order["status"] for order in rejected["orders"]} == {"REJECTED"}
+    assert set(placed) <= {order["order_id"] for order in rejected["orders"]}
+    confirmed = saga.order.get("/orders", params={"status": "CONFIRMED", "limit": 1000}).json()
+    assert {order["status"] for order in confirmed["orders"]} <= {"CONFIRMED"}
+    assert not set(placed) & {order["order_id"] for order in confirmed["orders"]}
 
 
 def test_accounts_deposits_and_payments(saga: SagaClient) -> None:
