@@ -58,7 +58,7 @@ class Relay:
         # Claims, one batch at a time; the gauges; pruning. A mark lost in a database crash
         # only has its row published again, which the consumers' inboxes absorb: the marks
         # need not wait for the disk.
-        self._database = Database(settings.database_url, pool_size=3, wait_for_flush=False)
+        self.database = Database(settings.database_url, pool_size=3, wait_for_flush=False)
         self._wake = asyncio.Event()
         self._exchanges: topology.Exchanges = {}
         self._link = BrokerLink(settings.amqp_url, "relay", self._on_connect)
@@ -82,14 +82,14 @@ class Relay:
         logger.info("relaying outbox to %s", " and ".join(self._exchanges))
 
     async def run(self) -> None:
-        await self._database.open()
+        await self.database.open()
         link = self._link
         broker = asyncio.create_task(link.run(), name="broker")
         listener = asyncio.create_task(self._listen(), name="listen")
         gauges = asyncio.create_task(self._update_gauges(), name="gauges")
         pruning = asyncio.create_task(
             run_pruning(
-                self._database,
+                self.database,
                 PRUNE_OUTBOX,
                 self._settings.outbox_retention_seconds,
                 self._settings.prune_interval_seconds,
@@ -120,11 +120,11 @@ class Relay:
             for task in (broker, listener, gauges, pruning):
                 task.cancel()
             await asyncio.gather(broker, listener, gauges, pruning, return_exceptions=True)
-            await self._database.close()
+            await self.database.close()
 
     async def publish_batch(self, exchanges: topology.Exchanges) -> tuple[int, int]:
         """Publish one batch; return how many rows were claimed and how many failed."""
-        async with self._database.connect() as sql, sql.connection.transaction():
+        async with self.database.connect() as sql, sql.connection.transaction():
             rows = await sql.all(CLAIM, batch_size=self._settings.batch_size)
             if not rows:
                 return 0, 0
@@ -198,7 +198,7 @@ class Relay:
     async def _update_gauges(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                pending, oldest_seconds = await pending_rows(self._database)
+                pending, oldest_seconds = await pending_rows(self.database)
                 RELAY_PENDING.set(pending)
                 RELAY_LAG_SECONDS.set(oldest_seconds)
             await asyncio.sleep(5)

@@ -1,19 +1,24 @@
 """The happy path end to end: POST /orders, and a moment later the order is CONFIRMED."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import aio_pika
 import pytest
 
+from shared.audit import read_audit
+from shared.broker import connect
 from shared.envelope import wrap
 from shared.events import Item, OrderCreated
 from shared.system import Mode
+from shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.broker import broker, publish
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor
-from tests.polling import wait_until
+from tests.polling import eventually, wait_until
 
 
 def test_funded_customer_ordering_stocked_skus_is_confirmed(saga: SagaClient) -> None:
@@ -138,3 +143,62 @@ def trace_ids_of(saga: SagaClient, order_id: str) -> dict[tuple[str, str], str]:
             order_id,
         )
     }  # fmt: skip
+
+
+async def test_every_message_of_a_saga_reaches_the_audit_stream_as_spec_describes_it(
+    saga: SagaClient,
+) -> None:
+    """SPEC.md, "Events": each message the three relays published for a saga (a refunded one:
+    every service speaks) is in `saga.audit` once, with the AMQP properties a consumer relies
+    on: message_id and correlation_id as in the body, type, JSON, persistent, a timestamp, and
+    the trace context."""
+    customer, plenty, scarce = saga.funded_customer(5_000), saga.stocked_sku(5), saga.stocked_sku(1)
+    order_id = saga.place_order(customer, (plenty, 1, 300), (scarce, 2, 400))["order_id"]
+    await asyncio.to_thread(saga.wait_for_status, order_id, "REJECTED")
+    published = await asyncio.to_thread(published_for, saga, order_id, "PaymentRefunded")
+
+    async def audited() -> list[aio_pika.abc.AbstractIncomingMessage] | None:
+        async with await connect(saga.stack.config.amqp_url) as connection:
+            messages = await read_audit(connection, idle_seconds=0.3)
+        mine = [m for m in messages if m.correlation_id == order_id and m.exchange in SAGA]
+        return mine if {m.message_id for m in mine} >= set(published) else None
+
+    messages = await eventually(audited, 15, f"every message of {order_id} in saga.audit")
+    assert sorted(str(m.message_id) for m in messages) == sorted(published)  # each once
+    for message in messages:
+        body = json.loads(message.body)
+        assert message.message_id == body["message_id"], body
+        assert message.correlation_id == body["correlation_id"] == order_id, body
+        assert message.type == body["type"] == published[body["message_id"]], body
+        assert message.content_type == "application/json", body["type"]
+        assert message.delivery_mode is aio_pika.DeliveryMode.PERSISTENT, body["type"]
+        assert message.timestamp is not None, body["type"]
+        occurred = datetime.fromisoformat(body["occurred_at"])
+        assert abs((message.timestamp - occurred).total_seconds()) < 60, body["type"]
+        assert str(message.headers["traceparent"]).startswith("00-"), body["type"]
+
+
+SAGA = (EVENTS_EXCHANGE, COMMANDS_EXCHANGE)
+
+
+OUTBOX_OF_ORDER = """
+    SELECT message_id::text, body->>'type', published_at FROM outbox
+    WHERE body->>'correlation_id' = %s
+"""
+
+
+def published_for(saga: SagaClient, order_id: str, last: str) -> dict[str, str]:
+    """Message id -> type of every outbox row of the saga, once `last` is among them and every
+    row is published."""
+
+    def rows() -> list[tuple[str, str, object]] | None:
+        found = [
+            row
+            for service in ("order", "payment", "inventory")
+            for row in sql(saga.stack, service, OUTBOX_OF_ORDER, order_id)
+        ]
+        done = last in {type_ for _, type_, _ in found} and all(at for *_, at in found)
+        return found if done else None
+
+    found = wait_until(rows, what=f"{order_id}'s {last} published")
+    return {message_id: type_ for message_id, type_, _ in found}

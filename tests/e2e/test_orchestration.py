@@ -175,6 +175,38 @@ def test_a_cancel_compensates_an_unanswered_release_needs_attention_then_finishe
     assert all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
 
 
+def test_a_compensating_saga_is_resumed_by_a_restarted_orchestrator(
+    saga: SagaClient[Stack],
+) -> None:
+    stack = saga.stack
+    customer, sku = saga.funded_customer(4_000), saga.stocked_sku(2)
+    stack.stop("inventory")  # the saga waits at its reserve step, then for its release
+    try:
+        order_id = saga.place_order(customer, (sku, 2, 1_000))["order_id"]
+        wait_until(lambda: saga_of(saga, order_id)["step"] == "reserve", 15, "the reserve step")
+        assert saga.order.post(f"/orders/{order_id}/cancel").status_code == 202
+        wait_until(
+            lambda: saga_of(saga, order_id)["awaiting"] == ["release"], 15, "the refund's reply"
+        )
+        stack.kill("order")  # SIGKILL, COMPENSATING: only its row knows what is awaited
+        order_log = LogCursor(stack, "order")
+        stack.start("order")
+        stack.wait_ready("order")
+        # The new process takes the saga's timer from its row: it sends the release again, or,
+        # its sends spent while the process was down, hands the saga to a person.
+        order_log.wait_for(f"order {order_id[:8]} | compensation unanswered: saga ")
+        assert saga_of(saga, order_id)["status"] in ("COMPENSATING", "NEEDS_ATTENTION")
+    finally:
+        stack.start("inventory")
+        stack.wait_ready("inventory")
+
+    instance = wait_for_saga(saga, order_id, "COMPENSATED", timeout=30)
+    assert instance["awaiting"] == []
+    assert saga.get_order(order_id)["status"] == "CANCELLED"
+    assert saga.balance(customer) == 4_000
+    assert saga.product(sku) == {"sku": sku, "available": 2, "reserved": 0}
+
+
 def test_an_order_placed_without_a_saga_is_404_on_sagas(saga: SagaClient[Stack]) -> None:
     response = saga.order.get("/sagas/00000000-0000-4000-8000-000000000000")
     assert response.status_code == 404

@@ -47,6 +47,6 @@ def test_the_rule_tests_catch_an_alert_that_fires_too_early(tmp_path: Path) -> N
     assert tested.returncode != 0
     failed = tested.stdout + tested.stderr
     for alert in ("SagaProcessDown", "SagaStuckPastDeadline", "SagaDeadLetters",
-                  "SagaNeedsAttention",
+                  "SagaNeedsAttention", "SagaRelayLagging",
                   "SagaCompensationRateHigh", "SagaServiceNotReady"):  # fmt: skip
         assert f"alertname: {alert}" in failed, failed
