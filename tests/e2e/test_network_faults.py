@@ -1,6 +1,6 @@
 """Faults on the links between the processes and their servers, through a TCP fault proxy
 (scripts/chaos/proxy.py): every process of this stack reaches PostgreSQL and RabbitMQ through a
-link of its own.
+link of its own. Every test runs on the choreographed saga and on the orchestrated one.
 
 - A COMMIT whose reply is lost, and one that never reaches the server, at the three points where
   it matters: the POST (the client retries with its Idempotency-Key), the relay's mark, and a
@@ -18,12 +18,12 @@ import pytest
 
 from scripts.chaos.proxy import FaultProxy, Link, route_through
 from scripts.stack import Stack, StackConfig
-from shared.system import PROCESSES
+from shared.system import PROCESSES, Mode
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
 from tests.clients.invariants import wait_consistent
 from tests.clients.processes import LogCursor
-from tests.conftest import TEST_ENV
+from tests.conftest import env_of
 from tests.polling import wait_until
 
 PLACE = "INSERT INTO orders"
@@ -32,7 +32,8 @@ APPLY = "INSERT INTO inbox"
 
 
 @pytest.fixture(scope="module")
-def proxy() -> Iterator[FaultProxy]:
+def proxy(mode: Mode) -> Iterator[FaultProxy]:
+    """One for each mode's stack: a link belongs to one process of one stack."""
     proxy = FaultProxy()
     try:
         yield proxy
@@ -41,11 +42,14 @@ def proxy() -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(scope="module")
-def stack(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    proxy: FaultProxy, mode: Mode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A stack of its own in each mode, every link through the proxy."""
     # An order's deadline well past the broker's heartbeat give-up (three missed beats of 10 s,
     # longer on a loaded machine): the reaper must not cancel the order a test waits on.
-    env = TEST_ENV | {"ORDER_DEADLINE_SECONDS": "300"}
-    config = StackConfig.isolated("sagalinks", tmp_path_factory.mktemp("links"), env=env)
+    env = env_of(mode) | {"ORDER_DEADLINE_SECONDS": "300"}
+    config = StackConfig.isolated("sagalinks", tmp_path_factory.mktemp("links"), env=env, mode=mode)
     route_through(proxy, config, list(PROCESSES))
     with Stack(config).running() as stack:
         yield stack
@@ -115,7 +119,7 @@ def test_a_relay_whose_mark_is_lost_publishes_each_event_with_one_effect(
     relay_log.wait_for("relay pass failed")
     if not reply_lost:
         # The mark rolled back with its claim: published again, and the second copy absorbed.
-        payment_log.wait_for(f"order {order_id[:8]} | duplicate OrderCreated")
+        payment_log.wait_for(f"order {order_id[:8]} | duplicate {saga.charge_request[0]}")
     # Or the mark committed: the row is not published again.
     published = relay_log.read().count(f"order {order_id[:8]} | published OrderCreated")
     assert published == (1 if reply_lost else 2)
@@ -136,9 +140,10 @@ def test_a_consumer_whose_commit_is_lost_is_redelivered_with_one_effect(
     payment_log = LogCursor(stack, "payment")
     customer, order_id = confirmed_through(saga, link(proxy, "payment→postgres"), APPLY, reply_lost)
     # Committed and never acked: the redelivery is absorbed. Or rolled back: applied now.
-    outcome = "duplicate OrderCreated" if reply_lost else "charged 250"
+    charge = saga.charge_request[0]
+    outcome = f"duplicate {charge}" if reply_lost else "charged 250"
     said = payment_log.wait_for(f"order {order_id[:8]} | {outcome}")
-    assert f"order {order_id[:8]} | database unavailable, OrderCreated waits" in said
+    assert f"order {order_id[:8]} | database unavailable, {charge} waits" in said
     assert len(saga.payments(order_id)["charges"]) == 1
     assert saga.balance(customer) == 10_000 - 250
 

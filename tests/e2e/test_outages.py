@@ -2,8 +2,8 @@
 
 Each test runs a stack of its own on a RabbitMQ node or PostgreSQL cluster that the test starts
 itself (scripts/stack/instances.py), so it may kill it; the machine's own are never touched.
-The broker's test runs twice: on a node of this machine's RabbitMQ and on RabbitMQ 4 in a
-container.
+Each runs on the choreographed saga and on the orchestrated one; the broker's choreographed run
+twice, on a node of this machine's RabbitMQ and on RabbitMQ 4 in a container.
 """
 
 import signal
@@ -17,14 +17,15 @@ import pytest
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.instances import Broker, OwnPostgres, own_broker
+from shared.system import Mode
 from tests.clients.api import SagaClient
 from tests.clients.processes import LogCursor
-from tests.conftest import BROKERS, TEST_ENV, stack_on
+from tests.conftest import BROKERS, MODES, env_of, stack_on
 from tests.polling import wait_until
 
 
-def own_stack(var_dir: Path, **config: object) -> Stack:
-    return Stack(StackConfig.isolated("sagaoutage", var_dir, env=TEST_ENV, **config))
+def own_stack(var_dir: Path, mode: Mode, **config: object) -> Stack:
+    return Stack(StackConfig.isolated("sagaoutage", var_dir, env=env_of(mode), mode=mode, **config))
 
 
 def assert_every_order_confirmed_once(saga: SagaClient, orders: list[str], timeout: float) -> None:
@@ -39,13 +40,23 @@ def assert_every_order_confirmed_once(saga: SagaClient, orders: list[str], timeo
         assert [r["status"] for r in saga.reservations(order_id)] == ["RESERVED"]
 
 
-@pytest.mark.parametrize("kind", BROKERS)
-def test_a_broker_killed_and_restarted_under_load_loses_nothing(tmp_path: Path, kind: str) -> None:
+# Each broker with the choreographed saga; the orchestrated one on this machine's RabbitMQ.
+ON_BROKERS = [
+    *(pytest.param(kind.values[0], Mode.CHOREOGRAPHY, id=f"{kind.id}-choreography",
+                   marks=kind.marks) for kind in BROKERS),
+    pytest.param("local", Mode.ORCHESTRATION, id="local-rabbitmq-orchestration"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "mode"), ON_BROKERS)
+def test_a_broker_killed_and_restarted_under_load_loses_nothing(
+    tmp_path: Path, kind: str, mode: Mode
+) -> None:
     rabbit = own_broker(kind, tmp_path / "rabbitmq")
     rabbit.start()
     try:
         with (
-            stack_on(rabbit, tmp_path / "stack", "sagaoutage") as stack,
+            stack_on(rabbit, tmp_path / "stack", "sagaoutage", mode) as stack,
             SagaClient(stack) as saga,
         ):
             _broker_restart_under_load(stack, saga, rabbit)
@@ -76,12 +87,15 @@ def _broker_restart_under_load(stack: Stack, saga: SagaClient, rabbit: Broker) -
     stack.wait_ready(timeout=30)
 
 
-def test_a_database_outage_delays_a_service_but_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_database_outage_delays_a_service_but_loses_nothing(tmp_path: Path, mode: Mode) -> None:
     postgres = OwnPostgres()
     postgres.start()
     try:
         with (
-            own_stack(tmp_path / "stack", pg_ports={"payment": postgres.port}).running() as stack,
+            own_stack(
+                tmp_path / "stack", mode, pg_ports={"payment": postgres.port}
+            ).running() as stack,
             SagaClient(stack) as saga,
         ):
             _database_outage_under_load(stack, saga, postgres)
@@ -104,7 +118,7 @@ def _database_outage_under_load(stack: Stack, saga: SagaClient, postgres: OwnPos
     assert deposit.status_code == 503
     assert deposit.json() == {"detail": "database unavailable, try again"}
     # The consumer keeps the messages waiting, attempt after attempt, none spent.
-    payment_log.wait_for("database unavailable, OrderCreated waits", count=10)
+    payment_log.wait_for(f"database unavailable, {saga.charge_request[0]} waits", count=10)
     while time.monotonic() - outage_started < 5:
         time.sleep(0.1)
 
@@ -115,7 +129,7 @@ def _database_outage_under_load(stack: Stack, saga: SagaClient, postgres: OwnPos
     assert "dead-lettered" not in payment_log.read()
     listing = subprocess.run(
         [sys.executable, "-m", "scripts.ops.dlq", "--amqp-url", stack.config.amqp_url,
-         "list", "payment"],
+         "--mode", stack.config.mode, "list", "payment"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "empty" in listing.stdout
