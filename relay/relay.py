@@ -69,7 +69,9 @@ class Relay:
         delays = self._settings.retry_delays_ms
         mode = self._settings.saga_mode
         self._exchanges = (
-            await topology.declare(connection, channel, delays, mode)
+            await topology.declare(
+                connection, channel, delays, mode, self._settings.audit_segment_bytes
+            )
             if self._settings.declare_topology == "all"
             else await topology.declare_own(connection, channel, delays, None, mode)
         )

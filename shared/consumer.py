@@ -51,6 +51,7 @@ class Consumer:
         faults: Faults,
         declare_all: bool = True,
         mode: Mode = Mode.CHOREOGRAPHY,
+        audit_segment_bytes: int = topology.AUDIT_SEGMENT_BYTES,
     ) -> None:
         self._service = service
         self._handlers = handlers
@@ -59,6 +60,7 @@ class Consumer:
         self._faults = faults
         self._declare_all = declare_all
         self._mode = mode
+        self._audit_segment_bytes = audit_segment_bytes
         self._queue = topology.work_queue(service, mode)
         self._acks = Acks()
         self._redelivery = Redelivery(service, retry_delays_ms, self._acks, mode)
@@ -70,7 +72,7 @@ class Consumer:
         publisher = await link.channel(connection, publisher_confirms=True, on_return_raises=True)
         delays, mode = self._retry_delays_ms, self._mode
         if self._declare_all:
-            await topology.declare(connection, publisher, delays, mode)
+            await topology.declare(connection, publisher, delays, mode, self._audit_segment_bytes)
         else:
             await topology.declare_own(connection, publisher, delays, self._service, mode)
         self._redelivery.channel = publisher

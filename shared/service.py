@@ -58,6 +58,7 @@ class Runtime:
             faults=Faults(settings.fault_crash_after_commit, settings.fault_fail_handler),
             declare_all=settings.declare_topology == "all",
             mode=settings.saga_mode,
+            audit_segment_bytes=settings.audit_segment_bytes,
         )
 
         # The API serves (and the outbox fills) whether or not the broker is there.

@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.system import Mode
+from shared.topology import AUDIT_SEGMENT_BYTES
 
 
 def database_url(database: str, host: str = "127.0.0.1", port: int = 5432) -> str:
@@ -36,6 +37,9 @@ class CommonSettings(BaseSettings):
     # Transient failures are retried after these delays, then dead-lettered. Every process
     # declares the delay queues (shared/topology.py), so every process reads them.
     retry_delays_ms: list[int] = [1_000, 5_000, 30_000, 60_000, 120_000]
+    # The size of the audit stream's segment files, as the stream is declared (the same for
+    # every process that declares it).
+    audit_segment_bytes: int = Field(default=AUDIT_SEGMENT_BYTES, ge=4096)
 
 
 class ServiceSettings(CommonSettings):

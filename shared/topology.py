@@ -42,12 +42,19 @@ AUDIT_STREAM = "saga.audit"
 # How long a process waits on one connection for the audit stream to run (wait_for_audit_stream).
 STREAM_WAIT_SECONDS = 15
 
-AUDIT_ARGUMENTS: dict[str, Any] = {
-    "x-queue-type": "stream",
-    "x-max-age": "7D",
-    "x-max-length-bytes": 2_000_000_000,
-    "x-stream-max-segment-size-bytes": 50_000_000,
-}
+# The audit stream's files: retention drops whole segments, and RabbitMQ leaves one offset
+# unused at the start of each new segment (docs/DESIGN.md, decision 20): offsets increase, with
+# gaps. A setting (AUDIT_SEGMENT_BYTES), so that a test can roll segments over in minutes.
+AUDIT_SEGMENT_BYTES = 50_000_000
+
+
+def audit_arguments(segment_bytes: int = AUDIT_SEGMENT_BYTES) -> dict[str, Any]:
+    return {
+        "x-queue-type": "stream",
+        "x-max-age": "7D",
+        "x-max-length-bytes": 2_000_000_000,
+        "x-stream-max-segment-size-bytes": segment_bytes,
+    }
 
 
 def permissions(component: str) -> tuple[str, str, str]:
@@ -151,6 +158,7 @@ async def declare(
     channel: AbstractChannel,
     retry_delays_ms: list[int],
     mode: Mode = Mode.CHOREOGRAPHY,
+    audit_segment_bytes: int = AUDIT_SEGMENT_BYTES,
 ) -> Exchanges:
     """Declare the whole topology of that mode (an administrator's job) on `channel`; return
     the exchanges that messages are published to."""
@@ -162,7 +170,9 @@ async def declare(
     observations = await channel.declare_exchange(
         OBSERVATIONS_EXCHANGE, ExchangeType.TOPIC, durable=True
     )
-    audit = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
+    audit = await channel.declare_queue(
+        AUDIT_STREAM, durable=True, arguments=audit_arguments(audit_segment_bytes)
+    )
     # Every event and every command; and what consumers saw happen to messages
     # (shared/observations.py) joins the same history.
     for exchange in (*exchanges.values(), observations):
@@ -313,18 +323,28 @@ async def _ignore(message: AbstractIncomingMessage) -> None:
     """Nothing is read: with offset `next`, and cancelled at once, nothing is delivered."""
 
 
-async def _declare_all(url: str, retry_delays_ms: list[int], mode: Mode) -> None:
+async def _declare_all(
+    url: str, retry_delays_ms: list[int], mode: Mode, audit_segment_bytes: int
+) -> None:
     connection = await broker.connect(url)
     async with connection:
-        await declare(connection, await connection.channel(), retry_delays_ms, mode)
+        channel = await connection.channel()
+        await declare(connection, channel, retry_delays_ms, mode, audit_segment_bytes)
 
 
 if __name__ == "__main__":
     # `python -m shared.topology`: the administrator's one-shot set-up (docker-compose.yml's
-    # `topology` job, the no-Docker stack's prepare), with AMQP_URL, RETRY_DELAYS_MS and
-    # SAGA_MODE.
+    # `topology` job, the no-Docker stack's prepare), with AMQP_URL, RETRY_DELAYS_MS,
+    # SAGA_MODE and AUDIT_SEGMENT_BYTES.
     from shared.settings import CommonSettings
 
     settings = CommonSettings()
-    asyncio.run(_declare_all(settings.amqp_url, settings.retry_delays_ms, settings.saga_mode))
+    asyncio.run(
+        _declare_all(
+            settings.amqp_url,
+            settings.retry_delays_ms,
+            settings.saga_mode,
+            settings.audit_segment_bytes,
+        )
+    )
     print(f"{settings.saga_mode} topology declared on {settings.amqp_url.rsplit('@', 1)[-1]}")

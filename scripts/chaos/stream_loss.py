@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractConnection
 from scripts.arguments import at_least
 from scripts.stack.instances import Broker, own_broker
 from shared.audit import read_audit
-from shared.topology import AUDIT_ARGUMENTS, AUDIT_STREAM, wait_for_audit_stream
+from shared.topology import AUDIT_STREAM, audit_arguments, wait_for_audit_stream
 
 EXCHANGE, QUEUE = "stream-loss", "stream-loss.queue"
 
@@ -36,7 +36,9 @@ async def declare(url: str) -> None:
         queue = await channel.declare_queue(
             QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        stream = await channel.declare_queue(AUDIT_STREAM, durable=True, arguments=AUDIT_ARGUMENTS)
+        stream = await channel.declare_queue(
+            AUDIT_STREAM, durable=True, arguments=audit_arguments()
+        )
         for bound in (queue, stream):
             await bound.bind(exchange, routing_key="#")
 

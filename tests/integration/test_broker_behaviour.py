@@ -163,3 +163,38 @@ async def _purge_if_declared(connection: aio_pika.abc.AbstractConnection, name: 
     finally:
         if not channel.is_closed:
             await channel.close()
+
+
+async def test_a_streams_offsets_increase_with_one_left_unused_at_each_new_segment(
+    broker: Broker,
+) -> None:
+    """What the dashboard's position and invariant 7 rely on (docs/DESIGN.md, decision 20):
+    each message at an offset of its own, increasing; and, once a publisher has written (an
+    AMQP channel is a writer with an id), a new segment starts with a chunk of the stream's own
+    that takes one offset, so the offsets have gaps. Alike on both brokers."""
+    name = f"behaviour-stream-{uuid.uuid4().hex[:6]}"
+    connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{broker.port}/")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        arguments = topology.audit_arguments(segment_bytes=50_000)
+        stream = await channel.declare_queue(name, durable=True, arguments=arguments)
+        for n in range(300):
+            body = aio_pika.Message(b"x" * 1_000, message_id=str(n))
+            await channel.default_exchange.publish(body, routing_key=name)
+        reading = await connection.channel()
+        await reading.set_qos(prefetch_count=100)
+        delivered: list[tuple[int, str | None]] = []
+        queue = await reading.get_queue(name)
+        async with queue.iterator(arguments={"x-stream-offset": "first"}) as messages:
+            async for message in messages:
+                await message.ack()
+                delivered.append((int(str(message.headers["x-stream-offset"])), message.message_id))
+                if len(delivered) == 300:
+                    break
+        await stream.delete()
+    offsets = [offset for offset, _ in delivered]
+    assert [message_id for _, message_id in delivered] == [str(n) for n in range(300)]
+    assert offsets == sorted(set(offsets)), "not increasing"
+    unused = sorted(set(range(offsets[-1])) - set(offsets))
+    # 300 kB of bodies in segments of 50 kB: five or six new segments, an offset each.
+    assert 5 <= len(unused) <= 7, unused
