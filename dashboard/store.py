@@ -16,10 +16,15 @@ class Rebuilt(Exception):
 
 POSITION = "SELECT next_offset, generation FROM stream_position WHERE id = 1"
 # First in the projection's transaction: it locks the position's row (a rebuild waits for the
-# batch, or the batch for the rebuild) and refuses a follower of an older generation.
+# batch, or the batch for the rebuild), never moves it back, and returns where it stood and
+# the projection's generation. The position is the authority on what was projected: a batch is
+# projected from it on, whatever the follower that sends it believes.
 ADVANCE = """
-    UPDATE stream_position SET next_offset = %(next_offset)s, projected_at = now()
-    WHERE id = 1 AND generation = %(generation)s
+    UPDATE stream_position p
+    SET next_offset = greatest(p.next_offset, %(next_offset)s), projected_at = now()
+    FROM (SELECT next_offset FROM stream_position WHERE id = 1 FOR UPDATE) AS before
+    WHERE p.id = 1
+    RETURNING before.next_offset AS before, p.next_offset AS after, p.generation
 """
 SEEN_BEFORE = "SELECT DISTINCT message_id FROM stream_messages WHERE message_id = ANY(%(ids)s)"
 SAGAS_OF = "SELECT * FROM sagas WHERE order_id = ANY(%(ids)s)"
@@ -62,12 +67,18 @@ async def position(database: Database) -> tuple[int, int]:
     return int(row.next_offset), int(row.generation)
 
 
-async def project(database: Database, batch: list[Seen], generation: int) -> set[UUID]:
-    """Project consecutive stream messages and move the position past the last, in one
-    transaction; return the sagas that changed. Raises Rebuilt for an older generation."""
+async def project(database: Database, batch: list[Seen], generation: int) -> tuple[set[UUID], int]:
+    """Project stream messages, in offset order, and move the position past the last, in one
+    transaction; return the sagas that changed and the position now. What lies before the
+    position was projected before and is left alone: a message is projected once, however
+    often it is read. Raises Rebuilt for an older generation."""
     async with database.connect() as sql:
-        if await sql.execute(ADVANCE, next_offset=batch[-1].offset + 1, generation=generation) != 1:
+        position = await sql.first(ADVANCE, next_offset=batch[-1].offset + 1)
+        if position.generation != generation:
             raise Rebuilt
+        batch = [seen for seen in batch if seen.offset >= position.before]
+        if not batch:
+            return set(), position.after
         ids = list({seen.message_id for seen in batch})
         known = {row.message_id for row in await sql.all(SEEN_BEFORE, ids=ids)}
         order_ids = list({seen.order_id for seen in batch if seen.order_id})
@@ -84,7 +95,7 @@ async def project(database: Database, batch: list[Seen], generation: int) -> set
         if changed:
             await sql.execute_many(UPSERT, [_row(saga) for saga in changed])
         await sql.connection.commit()
-    return {saga.order_id for saga in changed}
+    return {saga.order_id for saga in changed}, position.after
 
 
 async def rebuild(database: Database) -> None:

@@ -30,3 +30,34 @@ async def read_audit(
                 return messages
             await message.ack()
             messages.append(message)
+
+
+async def last_chunk_offset(connection: AbstractConnection, within: float = 2.0) -> int | None:
+    """The offset of the first message of the stream's last chunk (a batch of messages written
+    together), as the node of this connection holds it; None if it gives nothing within
+    `within` seconds (the stream is empty).
+
+    What a consumer can compare its position with: one that has been given nothing while this
+    is at or past its position is not being fed (dashboard/follower.py)."""
+    channel = await connection.channel()
+    try:
+        await channel.set_qos(prefetch_count=1)
+        stream = await channel.declare_queue(AUDIT_STREAM, passive=True)
+        found: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def first(message: AbstractIncomingMessage) -> None:
+            await message.ack()  # a stream takes an ack as credit; never leave one held
+            offset = message.headers.get(STREAM_OFFSET_HEADER)
+            if isinstance(offset, int) and not found.done():
+                found.set_result(offset)
+
+        tag = await stream.consume(first, arguments={"x-stream-offset": "last"})
+        try:
+            return await asyncio.wait_for(asyncio.shield(found), within)
+        except TimeoutError:
+            return None
+        finally:
+            await stream.cancel(tag)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
