@@ -37,11 +37,14 @@ import asyncio
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -51,6 +54,7 @@ from rich.console import Console
 from scripts.arguments import above, at_least
 from scripts.chaos import memory
 from scripts.chaos.faults import BROKER, CLUSTER_KINDS, KINDS, NODE, ONE_BROKER_KINDS, Chaos
+from scripts.chaos.progress import Watch
 from scripts.chaos.proxy import FaultProxy, route_through
 from scripts.chaos.targets import ComposeTarget, LocalTarget, Target
 from scripts.ops.check import Invariant, check, report, snapshot
@@ -66,6 +70,8 @@ from scripts.stack.instances import (
     own_broker,
 )
 from shared.system import PROCESSES, RELAYS, SERVICE_NAMES, Mode
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_stack(
@@ -144,6 +150,13 @@ def main() -> int:
         "--keep", action="store_true",
         help="keep PostgreSQL's data, and the logs even when every invariant held",
     )  # fmt: skip
+    parser.add_argument(
+        "--every", type=at_least(0), default=0,
+        help="print a line of progress (faults by kind, sagas, memory) every so many seconds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report", type=Path, default=None, help="write the run's report here, as JSON"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cluster and args.broker != "local":
@@ -207,7 +220,7 @@ def run_locally(args: argparse.Namespace, console: Console) -> int:
             console.print(f"kept: PostgreSQL data in {postgres.data_dir}")
         else:
             postgres.remove()
-    code = summarize(*outcome, args, console)
+    code = summarize(outcome, args, console)
     if code == 0 and not args.keep:
         shutil.rmtree(var_dir, ignore_errors=True)
         console.print("every invariant held: logs removed (--keep keeps them)")
@@ -234,26 +247,62 @@ def run_on_compose(args: argparse.Namespace, console: Console) -> int:
         console.print(str(exc))
         return 2
     console.print("the stack is left running: `docker compose logs`, `docker compose down -v`")
-    return summarize(*outcome, args, console)
+    return summarize(outcome, args, console)
 
 
-def inflict(
-    target: Target, args: argparse.Namespace, console: Console
-) -> tuple[Chaos, Result, list[Invariant], list[dict[str, object]]]:
-    """Load and faults together, then everything back up and the system left to go quiet."""
+@dataclass
+class Outcome:
+    """What a chaos run did and found."""
+
+    chaos: Chaos
+    result: Result
+    invariants: list[Invariant]
+    memory: list[dict[str, object]]
+    readings: list[dict[str, object]]  # the progress lines' readings (--every)
+    started_at: str
+    seconds: float
+    stopped_early: bool
+
+
+def inflict(target: Target, args: argparse.Namespace, console: Console) -> Outcome:
+    """Load and faults together, then everything back up and the system left to go quiet.
+
+    Ctrl-C (or SIGTERM) stops the load and the faults: what was placed so far is waited for and
+    checked all the same. A second one stops at once."""
     chaos = Chaos(
         target, random.Random(args.seed), args.seconds, rounds=args.rounds, kinds=args.kinds
     )
     load = Load(target.config.base_urls(), args.seed, Mix(scarce_units=20))
     injector = threading.Thread(target=chaos.run, name="chaos", daemon=True)
+    watch = Watch(target, chaos, console, args.every)
     before = target.resident_memory()
+    started_at, started = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
+    stopped = threading.Event()
 
     async def go() -> Result:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            console.print("stopping: no more faults, no more orders; then every invariant")
+            stopped.set()
+            chaos.halt.set()
+            stop.set()
+            for each in SIGNALS:  # a second one stops at once
+                loop.remove_signal_handler(each)
+
+        for each in SIGNALS:
+            loop.add_signal_handler(each, stopping)
         try:
             injector.start()
+            if args.every:
+                watch.start()
             return await load.run_load(args.orders, args.concurrency, args.rate, 600,
-                                       show_progress=console.is_terminal)  # fmt: skip
+                                       show_progress=console.is_terminal and not args.every,
+                                       stop=stop)  # fmt: skip
         finally:
+            for each in SIGNALS:
+                loop.remove_signal_handler(each)
             await load.close()
 
     try:
@@ -262,48 +311,68 @@ def inflict(
         chaos.stop.set()
         if injector.is_alive():
             injector.join()
+        watch.stop()
     target.heal()
     # Compensations may still be in flight when the last order turned terminal.
     invariants = wait_quiet(target.config, 120)
     if isinstance(target, LocalTarget):  # the compose stack's dashboard database is unpublished
         invariants.append(check_dashboard(target.config))
-    return chaos, result, invariants, memory.compare(before, target.resident_memory())
+    held = memory.compare(before, target.resident_memory())
+    return Outcome(chaos, result, invariants, held, list(watch.readings), started_at,
+                   time.monotonic() - started, stopped.is_set())  # fmt: skip
 
 
-def summarize(
-    chaos: Chaos,
-    result: Result,
-    invariants: list[Invariant],
-    held: list[dict[str, object]],
-    args: argparse.Namespace,
-    console: Console,
-) -> int:
-    faults = Counter(f"{fault.action} {fault.kind}" for fault in chaos.faults)
+def report_of(outcome: Outcome, args: argparse.Namespace) -> dict[str, object]:
+    """The run as JSON: what --json prints and --report writes."""
+    chaos = outcome.chaos
+    return {
+        "seed": args.seed,
+        "target": args.target,
+        "mode": args.mode,
+        "cluster": args.cluster,
+        "replicas": args.replicas,
+        "started_at": outcome.started_at,
+        "seconds": round(outcome.seconds),
+        "stopped_early": outcome.stopped_early,
+        "faults_by_kind": dict(
+            sorted(Counter(f"{f.action} {f.kind}" for f in chaos.faults).items())
+        ),
+        "faults": [vars(fault) for fault in chaos.faults],
+        "load": outcome.result.as_dict(),
+        "memory": outcome.memory,
+        "progress": outcome.readings,
+        "invariants": [
+            {"invariant": i.name, "checked": i.checked, "violations": i.violations}
+            for i in outcome.invariants
+        ],
+    }
+
+
+def summarize(outcome: Outcome, args: argparse.Namespace, console: Console) -> int:
+    chaos = outcome.chaos
     # A fault the target refused makes the run prove less than it says: it fails too.
     failed = [fault for fault in chaos.faults if fault.error]
+    broken = any(i.violations for i in outcome.invariants)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report_of(outcome, args), indent=2) + "\n")
     if args.json:
-        print(json.dumps({
-            "seed": args.seed,
-            "target": args.target,
-            "mode": args.mode,
-            "faults": [vars(fault) for fault in chaos.faults],
-            "load": result.as_dict(),
-            "memory": held,
-            "invariants": [
-                {"invariant": i.name, "checked": i.checked, "violations": i.violations}
-                for i in invariants
-            ],
-        }, indent=2))  # fmt: skip
-        return 1 if failed or any(i.violations for i in invariants) else 0
+        print(json.dumps(report_of(outcome, args), indent=2))
+        return 1 if failed or broken else 0
+    faults = Counter(f"{fault.action} {fault.kind}" for fault in chaos.faults)
     console.print(
-        f"{len(chaos.faults)} faults injected: "
+        f"{len(chaos.faults)} faults injected in {outcome.seconds / 60:.1f} min"
+        f"{' (stopped early)' if outcome.stopped_early else ''}: "
         + ", ".join(f"{n} x {k}" for k, n in sorted(faults.items()))
     )
     for fault in failed:
         console.print(f"[red]not injected:[/red] {fault.action} {fault.target}: {fault.error}")
-    print_summary(result, console)
-    memory.print_table(held, console)
-    return max(report(invariants), 1 if failed else 0)
+    print_summary(outcome.result, console)
+    memory.print_table(outcome.memory, console)
+    code = max(report(outcome.invariants), 1 if failed else 0)
+    if args.report:
+        console.print(f"report written to {args.report}")
+    return code
 
 
 if __name__ == "__main__":

@@ -70,14 +70,25 @@ class Chaos:
     # A node's fault too: long enough for its queues to elect new leaders elsewhere.
     node_range: tuple[float, float] = (1.5, 5.0)
     faults: list[Fault] = field(default_factory=list)
+    # Set when the load is done: no more drawn faults (the planned rounds still run whole).
     stop: threading.Event = field(default_factory=threading.Event)
+    # Set when a person stops the run: not one more fault.
+    halt: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         """Inject faults until the time is up (in a thread, beside the load)."""
         started = time.monotonic()
         planned = [fault for _ in range(self.rounds) for fault in self.one_round()]
         self.rng.shuffle(planned)
-        while planned or (time.monotonic() - started < self.seconds and not self.stop.is_set()):
+
+        def more() -> bool:
+            if self.halt.is_set():
+                return False
+            return bool(planned) or (
+                time.monotonic() - started < self.seconds and not self.stop.is_set()
+            )
+
+        while more():
             time.sleep(self.rng.uniform(*self.gap_range))
             kind, action = planned.pop() if planned else self._draw()
             pause = self.rng.uniform(*self._pauses(kind, action))

@@ -14,6 +14,7 @@ and INVENTORY_URL name any other.
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -100,7 +101,8 @@ class Result:
         from the first order's creation to the last terminal transition."""
         created = [_at(order["created_at"]) for order in final.values()]
         ended = [_at(order["updated_at"]) for order in final.values()]
-        result = cls(orders=len(final), wall_seconds=max(ended) - min(created), order_ids=order_ids)
+        wall = max(ended) - min(created) if final else 0.0  # none: a run stopped at once
+        result = cls(orders=len(final), wall_seconds=wall, order_ids=order_ids)
         for order in final.values():
             result.outcomes[order["status"]] += 1
             if order["reason"]:
@@ -238,13 +240,15 @@ class Load:
         within_seconds: float = 300,
         show_progress: bool = False,
         alone: bool = False,
+        stop: asyncio.Event | None = None,
     ) -> Result:
         """Seed, place `orders` (at most `concurrency` at once; at `rate` per second if given,
         an open loop), wait until each is terminal and sum them up.
 
         `alone`: the stack runs nothing else, so the orders are read back by listing the ones
         still in flight instead of polling each, which would load the very service measured
-        (scripts/perf/bench.py)."""
+        (scripts/perf/bench.py). `stop`: once set, no more orders are placed, and the result
+        is of those placed so far (a soak stopped early)."""
         await self.seed()
         plan = [
             (self.order_body(), self.random.random() < self.mix.cancel_ratio) for _ in range(orders)
@@ -257,8 +261,10 @@ class Load:
 
             async def one(index: int, body: dict[str, Any], cancel: bool) -> None:
                 if rate:  # open loop: the index-th order leaves at index / rate seconds
-                    await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+                    await _until(started + index / rate, stop)
                 async with in_flight:
+                    if stop is not None and stop.is_set():
+                        return
                     order_ids.append(await self.place(body, cancel))
                 progress.advance(placing)
 
@@ -296,6 +302,16 @@ class Load:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _until(moment: float, stop: asyncio.Event | None) -> None:
+    """Sleep until `moment` (of time.monotonic), or until `stop` is set, if sooner."""
+    delay = max(0.0, moment - time.monotonic())
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
 
 
 def _at(timestamp: str) -> float:

@@ -9,9 +9,11 @@ through the faults, waits for the system to go quiet and runs scripts/ops/check.
 """
 
 import json
+import signal
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +81,38 @@ def assert_load_contended(load: dict[str, Any]) -> None:
     assert sum(load["outcomes"].values()) == 600
     assert load["outcomes"]["CONFIRMED"] > 0
     assert load["reasons"].get("out_of_stock", 0) > 0  # the scarce skus really ran out
+
+
+def test_a_soak_stopped_early_checks_what_it_placed_and_writes_its_report(
+    tmp_path: Path,
+) -> None:
+    """`./saga soak` (scripts/chaos/soak.py) on one broker node, one copy of each process: it
+    prints its progress as it goes; Ctrl-C stops the faults and the orders, and what was placed
+    is waited for and checked, invariant 7 included, and written to the report."""
+    report = tmp_path / "soak.json"
+    soak = subprocess.Popen(
+        [sys.executable, "-m", "scripts.chaos.soak", "--minutes", "10", "--rate", "5",
+         "--every", "5", "--no-cluster", "--replicas", "1", "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert soak.stdout is not None
+    said: list[str] = []
+    try:
+        for line in soak.stdout:  # its progress: two lines, then stop it as a person would
+            said.append(line)
+            if sum("sagas placed" in seen for seen in said) == 2:
+                soak.send_signal(signal.SIGINT)
+                break
+        said += soak.stdout.readlines()
+        assert soak.wait(timeout=300) == 0, "".join(said)[-3000:]
+    finally:
+        if soak.poll() is None:
+            soak.kill()
+    summary = json.loads(report.read_text())
+    assert summary["stopped_early"] is True and summary["seconds"] < 300
+    assert [reading["seconds"] for reading in summary["progress"]][:2] == [5, 10]
+    assert summary["load"]["orders"] >= 25
+    checked = {i["invariant"].split(".")[0]: i for i in summary["invariants"]}
+    assert set(checked) == {"1", "2", "3", "4a", "4b", "4c", "5", "7"}
+    assert all(i["violations"] == [] and i["checked"] > 0 for i in checked.values()), checked
+    assert "stopping: no more faults, no more orders" in "".join(said)

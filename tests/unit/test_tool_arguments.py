@@ -26,6 +26,8 @@ COUNTS = [
     ("scripts.chaos.__main__", [], "--orders", 1),
     ("scripts.chaos.__main__", [], "--concurrency", 1),
     ("scripts.chaos.__main__", [], "--rounds", 0),
+    ("scripts.chaos.__main__", [], "--every", 0),
+    ("scripts.chaos.soak", [], "--every", 1),
     ("scripts.chaos.stream_loss", [], "--restarts", 1),
     ("scripts.ops.check", [], "--allow-dlq", 0),
     ("scripts.ops.walkthrough", ["redeliver", "latest"], "--times", 1),
@@ -36,6 +38,8 @@ AMOUNTS = [
     ("scripts.perf.load", "--timeout"),
     ("scripts.chaos.__main__", "--seconds"),
     ("scripts.chaos.__main__", "--rate"),
+    ("scripts.chaos.soak", "--minutes"),
+    ("scripts.chaos.soak", "--rate"),
 ]
 
 
