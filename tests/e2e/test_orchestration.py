@@ -3,6 +3,8 @@ sends commands, payment and inventory answer, and every outcome ends as in chore
 the saga instance COMPLETED or COMPENSATED beside its order."""
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -133,21 +135,18 @@ def test_an_orchestrator_killed_between_steps_goes_on_after_restart(
     assert [step for _, step, _ in steps(instance)] == ["charge", "reserve", "done"]
 
 
-def test_a_cancel_compensates_an_unanswered_release_needs_attention_then_finishes(
-    saga: SagaClient[Stack],
-) -> None:
+@contextlib.contextmanager
+def awaiting_the_release(saga: SagaClient[Stack]) -> Iterator[tuple[str, str, str]]:
+    """With inventory stopped for the block: a saga cancelled at its reserve step, its refund
+    answered, its release sent and waiting; (customer, sku, order_id)."""
     stack = saga.stack
-    customer = saga.funded_customer(4_000)
-    sku = saga.stocked_sku(2)
-    order_log = LogCursor(stack, "order")
+    customer, sku = saga.funded_customer(4_000), saga.stocked_sku(2)
     stack.stop("inventory")  # the saga waits at its reserve step
     try:
-        order = saga.place_order(customer, (sku, 2, 1_000))
-        order_id = order["order_id"]
+        order_id = saga.place_order(customer, (sku, 2, 1_000))["order_id"]
         wait_until(lambda: saga_of(saga, order_id)["step"] == "reserve", 15, "the reserve step")
         cancelled = saga.order.post(f"/orders/{order_id}/cancel")
         assert cancelled.status_code == 202, cancelled.text
-
         # The refund is answered; the release waits for inventory, sent again and again.
         instance = wait_until(
             lambda: s if (s := saga_of(saga, order_id))["awaiting"] == ["release"] else None,
@@ -156,18 +155,16 @@ def test_a_cancel_compensates_an_unanswered_release_needs_attention_then_finishe
         )
         assert instance["status"] == "COMPENSATING"
         assert saga.balance(customer) == 4_000
-        stuck = wait_for_saga(saga, order_id, "NEEDS_ATTENTION", timeout=40)
-        assert stuck["sends"] == 8
-        order_log.wait_for("needs attention")
-        # The gauge is read from the database at the reaper's next pass.
-        wait_until(lambda: _needing_attention(stack) >= 1, 10, "saga_sagas_needing_attention")
+        yield customer, sku, order_id
     finally:
         stack.start("inventory")
         stack.wait_ready("inventory")
 
-    # Inventory finds the reserve and the releases queued and takes them in whichever order:
-    # reserved then released, or released first (never reserved, and now never will be). The
-    # first release's reply finishes the saga.
+
+def assert_compensated_holding_nothing(saga: SagaClient[Stack], order_id: str, sku: str) -> None:
+    """Inventory back finds the reserve and the releases queued and takes them in whichever
+    order: reserved then released, or released first (never reserved, and now never will be).
+    The first release's reply finishes the saga."""
     instance = wait_for_saga(saga, order_id, "COMPENSATED", timeout=30)
     assert instance["awaiting"] == []
     assert saga.get_order(order_id)["status"] == "CANCELLED"
@@ -175,19 +172,25 @@ def test_a_cancel_compensates_an_unanswered_release_needs_attention_then_finishe
     assert all(r["status"] == "RELEASED" for r in saga.reservations(order_id))
 
 
+def test_a_cancel_compensates_an_unanswered_release_needs_attention_then_finishes(
+    saga: SagaClient[Stack],
+) -> None:
+    stack = saga.stack
+    order_log = LogCursor(stack, "order")
+    with awaiting_the_release(saga) as (_, sku, order_id):
+        stuck = wait_for_saga(saga, order_id, "NEEDS_ATTENTION", timeout=40)
+        assert stuck["sends"] == 8
+        order_log.wait_for("needs attention")
+        # The gauge is read from the database at the reaper's next pass.
+        wait_until(lambda: _needing_attention(stack) >= 1, 10, "saga_sagas_needing_attention")
+    assert_compensated_holding_nothing(saga, order_id, sku)
+
+
 def test_a_compensating_saga_is_resumed_by_a_restarted_orchestrator(
     saga: SagaClient[Stack],
 ) -> None:
     stack = saga.stack
-    customer, sku = saga.funded_customer(4_000), saga.stocked_sku(2)
-    stack.stop("inventory")  # the saga waits at its reserve step, then for its release
-    try:
-        order_id = saga.place_order(customer, (sku, 2, 1_000))["order_id"]
-        wait_until(lambda: saga_of(saga, order_id)["step"] == "reserve", 15, "the reserve step")
-        assert saga.order.post(f"/orders/{order_id}/cancel").status_code == 202
-        wait_until(
-            lambda: saga_of(saga, order_id)["awaiting"] == ["release"], 15, "the refund's reply"
-        )
+    with awaiting_the_release(saga) as (customer, sku, order_id):
         stack.kill("order")  # SIGKILL, COMPENSATING: only its row knows what is awaited
         order_log = LogCursor(stack, "order")
         stack.start("order")
@@ -196,15 +199,8 @@ def test_a_compensating_saga_is_resumed_by_a_restarted_orchestrator(
         # its sends spent while the process was down, hands the saga to a person.
         order_log.wait_for(f"order {order_id[:8]} | compensation unanswered: saga ")
         assert saga_of(saga, order_id)["status"] in ("COMPENSATING", "NEEDS_ATTENTION")
-    finally:
-        stack.start("inventory")
-        stack.wait_ready("inventory")
-
-    instance = wait_for_saga(saga, order_id, "COMPENSATED", timeout=30)
-    assert instance["awaiting"] == []
-    assert saga.get_order(order_id)["status"] == "CANCELLED"
+    assert_compensated_holding_nothing(saga, order_id, sku)
     assert saga.balance(customer) == 4_000
-    assert saga.product(sku) == {"sku": sku, "available": 2, "reserved": 0}
 
 
 def test_an_order_placed_without_a_saga_is_404_on_sagas(saga: SagaClient[Stack]) -> None:

@@ -135,6 +135,20 @@ PAID = [charge(2500)]
 HELD = [reservation(CONFIRMED_LINES)]
 
 
+def with_records(
+    order_id: str,
+    charges: list[dict[str, Any]],
+    refunds: list[dict[str, Any]],
+    reservations: list[dict[str, Any]],
+) -> Snapshot:
+    """The clean snapshot, with these charges, refunds and reservations for one order."""
+    snapshot = clean()
+    snapshot.charges[order_id] = charges
+    snapshot.refunds[order_id] = refunds
+    snapshot.reservations[order_id] = reservations
+    return snapshot
+
+
 @pytest.mark.parametrize(
     ("charges", "refunds", "reservations", "saying"),
     [
@@ -162,10 +176,7 @@ def test_2_a_confirmed_order_has_one_charge_of_its_total_no_refund_and_its_lines
     reservations: list[dict[str, Any]],
     saying: str,
 ) -> None:
-    snapshot = clean()
-    snapshot.charges[CONFIRMED_ID] = charges
-    snapshot.refunds[CONFIRMED_ID] = refunds
-    snapshot.reservations[CONFIRMED_ID] = reservations
+    snapshot = with_records(CONFIRMED_ID, charges, refunds, reservations)
     assert_reports(snapshot, "2", CONFIRMED_ID, saying)
 
 
@@ -200,10 +211,7 @@ def test_3_a_rejected_or_cancelled_order_kept_no_money_and_holds_no_stock(
     reservations: list[dict[str, Any]],
     saying: str,
 ) -> None:
-    snapshot = clean()
-    snapshot.charges[order_id] = charges
-    snapshot.refunds[order_id] = refunds
-    snapshot.reservations[order_id] = reservations
+    snapshot = with_records(order_id, charges, refunds, reservations)
     assert_reports(snapshot, "3", order_id, saying)
 
 
