@@ -194,7 +194,8 @@ class Follower:
         if connection is None or not self.link.connected.is_set():
             return
         try:
-            tail = await last_chunk_offset(connection)
+            # Where the stream has data, its last chunk comes at once; empty, nothing comes.
+            tail = await last_chunk_offset(connection, within=0.5)
         except Exception:  # the connection failing: the link's own supervision sees to it
             return
         if tail is None or tail < self.next_offset:
