@@ -60,6 +60,11 @@ def test_the_dashboard_check_holds_across_segments_and_names_a_forged_offset(
 
     held = check_dashboard(stack.config)
     assert held.violations == [] and held.checked >= len(offsets)
+    # The follower read each gap twice, from a new connection, before it took it for the
+    # stream's own (dashboard/follower.py).
+    said = stack.log_path("dashboard").read_text()
+    for gap in gaps:
+        assert f"offsets {gap} to {gap} are unused in saga.audit: read twice" in said, gap
 
     forged = offsets[len(offsets) // 2]
     sql(stack, "dashboard", "UPDATE stream_messages SET message_id = 'forged' "

@@ -1,8 +1,10 @@
 """Invariant 7's comparison, pure (scripts/ops/dashboard_check.py): the projection's rows held to
-the offsets and message ids the stream delivered, gaps and all, each fault named."""
+the offsets and message ids the stream delivered, gaps and all, each fault named; and the gaps
+the follower reads twice (dashboard/follower.py)."""
 
 import pytest
 
+from dashboard.follower import gaps
 from scripts.ops.check import Invariant
 from scripts.ops.dashboard_check import Stream, compare
 
@@ -84,3 +86,19 @@ def test_many_faults_are_counted_and_the_first_ten_named() -> None:
     [said] = violations(stream, [])
     assert said.startswith("the projection: 25 x lacks offset 0 (m0), 1 (m1),")
     assert said.endswith("9 (m9), and 15 more")
+
+
+@pytest.mark.parametrize(
+    ("offsets", "position", "skipped"),
+    [
+        ([0, 1, 2], 0, []),
+        ([3, 4], 3, []),
+        ([0, 1, 3, 4, 6], 0, [(2, 3), (5, 6)]),
+        ([5, 6], 3, [(3, 5)]),  # from the position on
+        ([], 7, []),
+    ],
+)
+def test_the_follower_finds_each_run_of_offsets_a_batch_skips(
+    offsets: list[int], position: int, skipped: list[tuple[int, int]]
+) -> None:
+    assert gaps(offsets, position) == skipped
