@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import aio_pika
-
+from shared.broker import connect
 from shared.db import Database
 from shared.dead_letters import Letter, read_letters, replay
 from shared.system import SERVICE_NAMES, Mode
@@ -68,7 +67,8 @@ class DeadLetter:
 
 
 class DeadLetters:
-    """The DLQs, on a connection of their own for each look (the page is not a hot path)."""
+    """The DLQs, on a connection of their own for each look (the page is not a hot path), to
+    the first of AMQP_URL's nodes that answers."""
 
     def __init__(self, amqp_url: str, database: Database, mode: Mode) -> None:
         self._amqp_url = amqp_url
@@ -76,7 +76,7 @@ class DeadLetters:
         self._mode = mode
 
     async def all(self) -> list[DeadLetter]:
-        connection = await aio_pika.connect(self._amqp_url, timeout=5)
+        connection = await connect(self._amqp_url, timeout=5)
         async with connection:
             channel = await connection.channel()
             return [
@@ -92,7 +92,7 @@ class DeadLetters:
         queue with its message_id, confirmed, then taken off the DLQ and logged. Returns what
         was replayed and what was no longer there."""
         replayed: list[DeadLetter] = []
-        connection = await aio_pika.connect(self._amqp_url, timeout=5)
+        connection = await connect(self._amqp_url, timeout=5)
         async with connection:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             for service in sorted({service for service, _ in chosen}):

@@ -1,5 +1,6 @@
 """Poison goes to the DLQ at once; transient failures retry with growing delays, then go to the
-DLQ with the reason and attempt count; the DLQ tool lists, shows, replays and purges.
+DLQ with the reason and attempt count; the DLQ tool lists, shows, replays and purges, and so
+does the dashboard given a cluster's several nodes.
 
 The test stack retries after 200, 500 and 1000 ms (tests/conftest.py). Every test here runs
 twice: on the run's stack (this machine's RabbitMQ) and on a stack of its own whose broker is
@@ -15,10 +16,11 @@ import uuid
 from collections.abc import Iterator
 
 import aio_pika
+import httpx
 import pytest
 
 from scripts.stack import Stack
-from scripts.stack.instances import ContainerRabbitMQ
+from scripts.stack.instances import ContainerRabbitMQ, free_port
 from shared.system import Mode
 from tests.bodies import order_created_body
 from tests.clients.api import SagaClient
@@ -126,17 +128,22 @@ def test_a_handler_failing_twice_is_retried_and_succeeds(saga: SagaClient, stack
     assert len(saga.payments(order_id)["charges"]) == 1
 
 
-def test_a_handler_that_keeps_failing_is_dead_lettered_then_replayed_to_completion(
-    saga: SagaClient, stack: Stack
-) -> None:
+def dead_lettered_order(saga: SagaClient, stack: Stack) -> tuple[str, str]:
+    """An order whose OrderCreated payment failed on every attempt: its id and the message's,
+    which is in payment's DLQ."""
     customer, sku = saga.funded_customer(1_000), saga.stocked_sku(5)
     log = LogCursor(stack, "payment")
     with restarted_with(stack, "payment", FAULT_FAIL_HANDLER="charge_for_order:100"):
         order_id = saga.place_order(customer, (sku, 2, 150))["order_id"]
         log.wait_for(f"order {order_id[:8]} | dead-lettered", timeout=20)
     assert saga.get_order(order_id)["status"] == "PENDING"
+    return order_id, _message_of(stack, order_id)
 
-    message_id = _message_of(stack, order_id)
+
+def test_a_handler_that_keeps_failing_is_dead_lettered_then_replayed_to_completion(
+    saga: SagaClient, stack: Stack
+) -> None:
+    order_id, message_id = dead_lettered_order(saga, stack)
     [row] = [
         line for line in dlq(stack, "list", "payment").stdout.splitlines() if message_id in line
     ]
@@ -151,6 +158,36 @@ def test_a_handler_that_keeps_failing_is_dead_lettered_then_replayed_to_completi
     saga.wait_for_status(order_id, "CONFIRMED")
     assert len(saga.payments(order_id)["charges"]) == 1
     assert message_id not in dlq(stack, "list", "payment").stdout
+
+
+def test_the_dashboard_lists_and_replays_dead_letters_given_several_broker_nodes(
+    saga: SagaClient, stack: Stack
+) -> None:
+    """AMQP_URL naming several nodes, as on a cluster (docker-compose.cluster.yml): the first
+    refuses here (nothing listens on it), the second is the stack's. The dead letters are read
+    and replayed on a connection to the node that answers."""
+    order_id, message_id = dead_lettered_order(saga, stack)
+    nodes = stack.config.amqp_url_of("dashboard", [free_port(), *stack.config.amqp_node_ports])
+    with (
+        restarted_with(stack, "dashboard", AMQP_URL=nodes),
+        httpx.Client(base_url=stack.config.dashboard_url, timeout=30) as dashboard,
+    ):
+        answer = dashboard.get("/api/dead-letters")
+        assert answer.status_code == 200, answer.text
+        listed = [
+            (letter["service"], letter["message_id"], letter["order_id"])
+            for group in answer.json()["groups"]
+            for letter in group["letters"]
+        ]
+        assert ("payment", message_id, order_id) in listed, listed
+        replayed = dashboard.post(
+            "/api/dead-letters/replay",
+            json={"messages": [f"payment/{message_id}"], "operator": "a test"},
+        )
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["replayed"] == [f"payment/{message_id}"]
+    saga.wait_for_status(order_id, "CONFIRMED")
+    assert len(saga.payments(order_id)["charges"]) == 1
 
 
 def test_the_dlq_tool_explains_itself(stack: Stack) -> None:
