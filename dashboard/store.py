@@ -3,11 +3,11 @@ the pages and the API make of it. Plain SQL on the write path (shared/db.py)."""
 
 import json
 from dataclasses import asdict
-from typing import Any, LiteralString
+from typing import Any
 from uuid import UUID
 
 from dashboard.projection import Saga, Seen, apply
-from shared.db import Database, Sql
+from shared.db import Database
 
 
 class Rebuilt(Exception):
@@ -134,7 +134,3 @@ def _saga(row: Any) -> Saga:
     fields.pop("status")
     fields.pop("compensation_pending")
     return Saga(**fields)
-
-
-async def rows(sql: Sql, query: LiteralString, **params: Any) -> list[dict[str, Any]]:
-    return [row._asdict() for row in await sql.all(query, **params)]

@@ -1,7 +1,7 @@
 """The broker link: one connection, supervised, for a service's consumer or a relay.
 
 aio-pika's robust connection reconnects by itself, but restoring channels and consumers has
-gaps: under repeated broker kills (scripts/chaos.py) a service was left connected and not
+gaps: under repeated broker kills (./saga chaos) a service was left connected and not
 consuming, its queue growing. So the link does the simple, checkable thing instead: connect,
 let its owner set up (declare the topology, start consuming), then wait until the connection
 or any of its channels closes, drop everything and start over. While it is down, `connected`
