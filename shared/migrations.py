@@ -24,13 +24,21 @@ def upgrade(component: str, database_url: str) -> None:
     command.upgrade(config, "head")
 
 
-def run_env() -> None:
-    """The body of every service's migrations/env.py: online migrations, one transaction."""
+def run_env(target_metadata: sa.MetaData) -> None:
+    """The body of every component's migrations/env.py: online migrations, each in a
+    transaction of its own. `target_metadata` is the component's schema at head (its
+    tables.py), which autogenerate compares the database against."""
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "upgrade() sets sqlalchemy.url"
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, transaction_per_migration=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            transaction_per_migration=True,
+            compare_type=True,
+            compare_server_default=True,
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -1,3 +1,4 @@
+from services.inventory.tables import metadata
 from shared.migrations import run_env
 
-run_env()
+run_env(metadata)

@@ -1,3 +1,4 @@
+from services.payment.tables import metadata
 from shared.migrations import run_env
 
-run_env()
+run_env(metadata)
