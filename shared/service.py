@@ -27,6 +27,7 @@ from shared.faults import Faults
 from shared.housekeeping import PRUNE_INBOX, run_pruning
 from shared.metrics import READY
 from shared.settings import ServiceSettings
+from shared.system import Mode, service_of
 from shared.uow import Handler
 
 logger = logging.getLogger("service")
@@ -80,6 +81,22 @@ async def readiness(database: Database, broker: BrokerLink) -> dict[str, str]:
     return checks
 
 
+def check_handlers(name: str, mode: Mode, handlers: Mapping[str, Handler]) -> None:
+    """Refuse to start a service whose handler table is not what the saga's definition
+    (shared/definition.py, through shared/system.py) binds its work queue to in this mode:
+    a message bound and not handled would be dead-lettered, a handler never bound never runs."""
+    bound, handled = set(service_of(name).keys(mode)), set(handlers)
+    problems = [
+        *(f"{key} is bound to its queue and has no handler" for key in sorted(bound - handled)),
+        *(f"{key} has a handler and is not bound" for key in sorted(handled - bound)),
+    ]
+    if problems:
+        raise SystemExit(
+            f"{name} refuses to start in {mode}: its handlers disagree with the saga's "
+            f"definition (shared/definition.py): {'; '.join(problems)}"
+        )
+
+
 def all_ok(checks: dict[str, str]) -> bool:
     return all(value == "ok" for value in checks.values())
 
@@ -92,6 +109,7 @@ def build_app(
     background: Sequence[BackgroundTask] = (),
 ) -> FastAPI:
     log.setup(name, settings.log_level, settings.log_json, settings.log_trace_ids)
+    check_handlers(name, settings.saga_mode, handlers)
     tracing.setup(name)
     runtime = Runtime(name, settings, handlers)
 

@@ -1,5 +1,5 @@
-"""The system, declared once: its services, what each consumes, the dashboard, and the processes
-that run them.
+"""The system, declared once: its services, what each consumes (as the saga's definition,
+shared/definition.py, says), the dashboard, and the processes that run them.
 
 Everything that names a service, a process, a queue's bindings, a database or a default port
 derives it from here, as the eventsourcing library's `System(pipes=...)` declares a whole system
@@ -10,6 +10,8 @@ to the same declaration.
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from shared.definition import ORDER_SAGA, SagaDefinition
 
 
 class Mode(StrEnum):
@@ -42,8 +44,8 @@ class Component:
 class Service(Component):
     """One service of the saga: a component with a work queue and a relay for its outbox."""
 
-    # The routing keys its work queue is bound to in choreography: exactly the keys of its
-    # HANDLERS table.
+    # The routing keys its work queue is bound to in choreography (shared/definition.py):
+    # exactly the keys of its HANDLERS table.
     consumes: tuple[str, ...] = ()
     # In orchestration: the commands a participant takes on its command queue (its
     # COMMAND_HANDLERS), or the replies the orchestrator takes on its event queue.
@@ -60,10 +62,11 @@ class Service(Component):
         return "commands" if mode is Mode.ORCHESTRATION and self.commands else "events"
 
     def keys(self, mode: Mode) -> tuple[str, ...]:
-        """The routing keys its work queue is bound to in that mode."""
+        """The routing keys its work queue is bound to in that mode: a listener, which neither
+        answers commands nor takes replies, takes its events in either."""
         if mode is Mode.CHOREOGRAPHY:
             return self.consumes
-        return self.commands or self.replies
+        return self.commands or self.replies or self.consumes
 
     @property
     def relay(self) -> str:
@@ -71,31 +74,22 @@ class Service(Component):
         return f"{self.name}-relay"
 
 
-ORDER = Service(
-    "order",
-    8001,
-    consumes=("payment.succeeded", "payment.failed", "inventory.reserved", "inventory.failed"),
-    replies=(
-        "payment.succeeded",
-        "payment.failed",
-        "payment.refunded",
-        "inventory.reserved",
-        "inventory.failed",
-        "inventory.released",
-    ),
-)
-PAYMENT = Service(
-    "payment",
-    8002,
-    consumes=("order.created", "order.cancelled", "inventory.failed"),
-    commands=("payment.charge", "payment.refund"),
-)
-INVENTORY = Service(
-    "inventory",
-    8003,
-    consumes=("payment.succeeded", "order.cancelled"),
-    commands=("inventory.reserve", "inventory.release"),
-)
+def declared(name: str, port: int, saga: SagaDefinition = ORDER_SAGA) -> Service:
+    """A service whose bindings are what the saga's definition says it takes."""
+    return Service(
+        name,
+        port,
+        consumes=tuple(event.routing_key for event in saga.choreography(name)),
+        commands=tuple(command.routing_key for command in saga.commands(name)),
+        replies=(
+            tuple(event.routing_key for event in saga.replies()) if name == saga.coordinator else ()
+        ),
+    )
+
+
+ORDER = declared("order", 8001)
+PAYMENT = declared("payment", 8002)
+INVENTORY = declared("inventory", 8003)
 
 SERVICES: tuple[Service, ...] = (ORDER, PAYMENT, INVENTORY)
 SERVICE_NAMES: tuple[str, ...] = tuple(service.name for service in SERVICES)

@@ -6,10 +6,11 @@ outbox row keeps the trace context current at its `emit`; while exporting, the u
 a span of its own (shared/tracing.py).
 """
 
+import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, get_type_hints
 from uuid import UUID
 
 from opentelemetry import context, trace
@@ -126,5 +127,33 @@ class UnitOfWork:
 
 # A handler applies one message inside the unit of work and says, in a few words, what it did:
 # the phrase its log line ends with (`charged 5000 to alice`). Each service lists its handlers
-# in one table, `HANDLERS`, by routing key.
+# in one table, `HANDLERS`, by routing key (`handlers`).
 Handler = Callable[["UnitOfWork", Any], Awaitable[str]]
+
+
+def handlers(*functions: Handler) -> dict[str, Handler]:
+    """A handler table, each filed under the routing key of the message class its second
+    parameter is annotated with: no key is written by hand, so a handler is never filed under
+    a message it cannot read, and a renamed event renames its key everywhere at once."""
+    table: dict[str, Handler] = {}
+    for function in functions:
+        key = message_type(function).routing_key
+        if key in table:
+            raise TypeError(
+                f"{function.__qualname__} and {table[key].__qualname__} both take {key}"
+            )
+        table[key] = function
+    return table
+
+
+def message_type(function: Handler) -> type[Message]:
+    """The message class a handler takes: the annotation of its second parameter."""
+    hints = get_type_hints(function)
+    parameters = list(inspect.signature(function).parameters)
+    taken = hints.get(parameters[1]) if len(parameters) == 2 else None
+    if not (isinstance(taken, type) and issubclass(taken, Message) and taken is not Message):
+        raise TypeError(
+            f"{function.__qualname__} must take (uow, message) with the message annotated as "
+            "the event or command class it handles"
+        )
+    return taken

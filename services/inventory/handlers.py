@@ -23,7 +23,7 @@ from shared.events import (
     items_json,
 )
 from shared.metrics import COMPENSATIONS
-from shared.uow import Handler, UnitOfWork
+from shared.uow import UnitOfWork, handlers
 
 # Lock the order's products in sku order and read what is available.
 LOCK_STOCK = """
@@ -179,11 +179,5 @@ async def _release(uow: UnitOfWork, order_id: UUID, reason: str, answer: bool = 
     return f"released {_describe(wanted)}"
 
 
-HANDLERS: dict[str, Handler] = {
-    "payment.succeeded": reserve_stock,
-    "order.cancelled": release_for_cancelled_order,
-}
-COMMAND_HANDLERS: dict[str, Handler] = {
-    "inventory.reserve": reserve_on_command,
-    "inventory.release": release_on_command,
-}
+HANDLERS = handlers(reserve_stock, release_for_cancelled_order)
+COMMAND_HANDLERS = handlers(reserve_on_command, release_on_command)

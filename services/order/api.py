@@ -11,14 +11,13 @@ from pydantic import BaseModel
 
 from services.order import commands
 from services.order.commands import IdempotencyKeyReused, NotCancellable, PlaceOrder
-from services.order.orchestrator import Orchestration
+from services.order.coordination import Coordination
 from services.order.settings import OrderSettings
 from services.order.state import IN_FLIGHT, Status, UnknownOrder
 from services.order.tables import order_history, orders
 from shared.events import BIGINT, Item
 from shared.http import BODY, Invalid, Problem, answers
 from shared.service import DatabaseDep, TransactDep
-from shared.system import Mode
 from shared.uow import UnitOfWork
 
 router = APIRouter(tags=["orders"])
@@ -32,10 +31,12 @@ async def _settings(request: Request) -> OrderSettings:
 SettingsDep = Annotated[OrderSettings, Depends(_settings)]
 
 
-def _orchestrated(settings: OrderSettings) -> Orchestration | None:
-    if settings.saga_mode is not Mode.ORCHESTRATION:
-        return None
-    return Orchestration(settings.compensation_resend_seconds)
+async def _coordination(request: Request) -> Coordination:
+    coordination: Coordination = request.app.state.coordination
+    return coordination
+
+
+CoordinationDep = Annotated[Coordination, Depends(_coordination)]
 
 
 IdempotencyKey = Annotated[
@@ -105,12 +106,13 @@ async def create_order(
     response: Response,
     transact: TransactDep,
     settings: SettingsDep,
+    coordination: CoordinationDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     async def place(uow: UnitOfWork) -> commands.Placed | None:
         try:
             return await commands.place_order(
-                uow, body, settings.order_deadline_seconds, idempotency_key, _orchestrated(settings)
+                uow, body, settings.order_deadline_seconds, idempotency_key, coordination
             )
         except IdempotencyKeyReused:  # nothing written
             return None
@@ -173,10 +175,12 @@ async def order_history_of(order_id: UUID, database: DatabaseDep) -> Any:
     response_model=OrderOut,
     responses=CANCEL_ANSWERS,
 )
-async def cancel_order(order_id: UUID, response: Response, transact: TransactDep) -> Any:
+async def cancel_order(
+    order_id: UUID, response: Response, transact: TransactDep, coordination: CoordinationDep
+) -> Any:
     async def cancel(uow: UnitOfWork) -> tuple[list[Status], Any] | HTTPException:
         try:
-            _, steps = await commands.cancel_order(uow, order_id, "customer")
+            _, steps = await commands.cancel_order(uow, order_id, "customer", coordination)
         except UnknownOrder:  # nothing written
             return HTTPException(404, f"order {order_id} not found")
         except NotCancellable as refused:  # nothing written

@@ -2,25 +2,28 @@
 
 The routes and the reaper call these, each in its own unit of work; a route only turns HTTP
 into a command and the outcome back into HTTP, as cosmicpython's routes hand a command to the
-service layer. Reads stay apart, in the routes. In orchestration mode each also drives the
-order's saga (services/order/orchestrator.py): placing starts it, cancelling compensates.
+service layer. Reads stay apart, in the routes. Each tells the service's coordination
+(services/order/coordination.py) what it did: orchestrated, placing starts the order's saga and
+cancelling compensates it.
 """
 
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.order import metrics, orchestrator
-from services.order.orchestrator import Orchestration
+from services.order import metrics
 from services.order.state import TERMINAL, Status, move
 from shared import tracing
 from shared.events import Item, Name, OrderCancelled, OrderCreated, items_json
 from shared.uow import UnitOfWork
+
+if TYPE_CHECKING:  # services/order/coordination.py imports what imports this
+    from services.order.coordination import Coordination
 
 
 class PlaceOrder(BaseModel):
@@ -80,8 +83,8 @@ async def place_order(
     uow: UnitOfWork,
     command: PlaceOrder,
     deadline_seconds: float,
-    idempotency_key: str | None = None,
-    orchestrated: Orchestration | None = None,
+    idempotency_key: str | None,
+    coordination: "Coordination",
 ) -> Placed:
     """A new PENDING order and its OrderCreated (and, orchestrated, its saga); or, for a key
     seen before with the same body, the order it placed then."""
@@ -116,13 +119,15 @@ async def place_order(
             deadline_at=deadline,
         )
     )
-    if orchestrated is not None:
-        await orchestrator.start(uow, order_id, deadline, orchestrated)
+    await coordination.started(uow, order_id, deadline)
     return Placed(row, created=True)
 
 
 async def cancel_order(
-    uow: UnitOfWork, order_id: UUID, reason: Literal["timeout", "customer"]
+    uow: UnitOfWork,
+    order_id: UUID,
+    reason: Literal["timeout", "customer"],
+    coordination: "Coordination",
 ) -> tuple[Status, list[Status]]:
     """Move an in-flight order to CANCELLED and announce it, so payment refunds and inventory
     releases (orchestrated: its saga sends the refund and the release). Returns where the order
@@ -133,7 +138,7 @@ async def cancel_order(
         stored = await uow.sql.scalar(TRACE_OF_ORDER, order_id=order_id)
         with tracing.continuing(stored, f"cancel order ({reason})"):
             uow.emit(OrderCancelled(order_id=order_id, reason=reason))
-            await orchestrator.cancelled(uow, order_id)
+            await coordination.cancelled(uow, order_id)
         metrics.finished(uow, Status.CANCELLED, reason, age_seconds)
     elif current in TERMINAL and current is not Status.CANCELLED:
         raise NotCancellable(current)

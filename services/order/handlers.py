@@ -15,7 +15,7 @@ from shared.events import (
     PaymentFailed,
     PaymentSucceeded,
 )
-from shared.uow import Handler, UnitOfWork
+from shared.uow import UnitOfWork, handlers
 
 
 async def _move(
@@ -69,9 +69,6 @@ async def reject_for_failed_inventory(uow: UnitOfWork, event: InventoryFailed) -
     return await reject(uow, event.order_id, event.reason)
 
 
-HANDLERS: dict[str, Handler] = {
-    "payment.succeeded": mark_paid,
-    "payment.failed": reject_for_declined_payment,
-    "inventory.reserved": confirm_order,
-    "inventory.failed": reject_for_failed_inventory,
-}
+HANDLERS = handlers(
+    mark_paid, reject_for_declined_payment, confirm_order, reject_for_failed_inventory
+)

@@ -10,7 +10,6 @@ wait on each other but never deadlock.
 """
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +19,7 @@ from services.order.saga import (
     RESEND,
     START,
     Decision,
+    Happened,
     Saga,
     SagaStatus,
     Send,
@@ -34,20 +34,12 @@ from shared.commands import (
     ReleaseInventory,
     ReserveInventory,
 )
-from shared.events import Item, Message
+from shared.events import Event, Item
 from shared.log import for_order
 from shared.system import ORDER
 from shared.uow import Handler, UnitOfWork
 
 logger = logging.getLogger("orchestrator")
-
-
-@dataclass(frozen=True)
-class Orchestration:
-    """How a saga is timed, kept on its row: an unanswered compensation goes out again after
-    `resend_seconds`, doubling each time."""
-
-    resend_seconds: float
 
 
 INSERT_SAGA = """
@@ -87,15 +79,16 @@ ADVANCE = """
 ORDER_LINES = "SELECT customer_id, items, total_cents FROM orders WHERE order_id = %(order_id)s"
 
 
-async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, timing: Orchestration) -> None:
-    """A new saga for a new order: RUNNING at its first step, ChargePayment on its way."""
+async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, resend_seconds: float) -> None:
+    """A new saga for a new order: RUNNING at its first step, ChargePayment on its way. An
+    unanswered compensation will go out again after `resend_seconds`, doubling each time."""
     await uow.sql.execute(
         INSERT_SAGA,
         saga_id=order_id,
         status=START.status,
         step=START.step,
         expires_at=expires_at,
-        resend_seconds=timing.resend_seconds,
+        resend_seconds=resend_seconds,
         sent=[Send.CHARGE],
     )
     uow.emit(await _command(uow, order_id, Send.CHARGE, None))
@@ -114,14 +107,14 @@ async def resend(uow: UnitOfWork, order_id: UUID) -> str | None:
     return await _advance(uow, order_id, RESEND)
 
 
-async def on_reply(uow: UnitOfWork, reply: Message) -> str:
+async def on_reply(uow: UnitOfWork, reply: Event) -> str:
     """A participant answered: the next step. The order's row is locked first, as everywhere."""
     try:
         await current_status(uow.sql, reply.order_id)
     except UnknownOrder:
         return "ignored, unknown order"
     reason = getattr(reply, "reason", None)
-    what = await _advance(uow, reply.order_id, type(reply).__name__, reason)
+    what = await _advance(uow, reply.order_id, type(reply), reason)
     return what or "ignored, the order has no saga"
 
 
@@ -134,7 +127,7 @@ async def lock(uow: UnitOfWork, order_id: UUID) -> Saga | None:
 
 
 async def _advance(
-    uow: UnitOfWork, order_id: UUID, happened: str, reason: str | None = None
+    uow: UnitOfWork, order_id: UUID, happened: Happened, reason: str | None = None
 ) -> str | None:
     saga = await lock(uow, order_id)
     if saga is None:

@@ -9,6 +9,7 @@ is the same command a customer's cancel runs (services/order/commands.py).
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from services.order import metrics, orchestrator
 from services.order.commands import cancel_order
@@ -17,6 +18,9 @@ from services.order.state import IN_FLIGHT, describe
 from shared.db import Database
 from shared.log import for_order
 from shared.uow import UnitOfWork
+
+if TYPE_CHECKING:  # services/order/coordination.py imports this
+    from services.order.coordination import Coordination
 
 logger = logging.getLogger("reaper")
 
@@ -44,12 +48,12 @@ COUNT_IN_FLIGHT = """
 """
 
 
-async def cancel_overdue(database: Database) -> int:
+async def cancel_overdue(database: Database, coordination: "Coordination") -> int:
     """Cancel one batch of overdue orders; return how many were cancelled."""
     async with UnitOfWork(database, "order") as uow:
         overdue = await uow.sql.all(CLAIM_OVERDUE, in_flight=sorted(IN_FLIGHT), batch=BATCH)
         for (order_id,) in overdue:
-            current, steps = await cancel_order(uow, order_id, "timeout")
+            current, steps = await cancel_order(uow, order_id, "timeout", coordination)
             for_order(logger, order_id).info(
                 "deadline passed: %s -> OrderCancelled", describe(current, steps)
             )
@@ -57,7 +61,7 @@ async def cancel_overdue(database: Database) -> int:
     return len(overdue)
 
 
-async def run_due_timers(database: Database) -> int:
+async def run_due_timers(database: Database, coordination: "Coordination") -> int:
     """Orchestrated: act on one batch of sagas past their expiry; return how many."""
     async with UnitOfWork(database, "order") as uow:
         due = await uow.sql.all(CLAIM_DUE, active=sorted(ACTIVE), batch=BATCH)
@@ -65,12 +69,18 @@ async def run_due_timers(database: Database) -> int:
             log = for_order(logger, order_id)
             saga = await orchestrator.lock(uow, order_id)
             if saga is not None and saga.status is SagaStatus.RUNNING:
-                current, steps = await cancel_order(uow, order_id, "timeout")
+                current, steps = await cancel_order(uow, order_id, "timeout", coordination)
                 log.info("deadline passed: %s -> OrderCancelled", describe(current, steps))
             else:
                 log.info("compensation unanswered: %s", await orchestrator.resend(uow, order_id))
         await uow.commit()
     return len(due)
+
+
+async def count_needing_attention(database: Database) -> int:
+    """Orchestrated: the sagas given to a person."""
+    async with database.connect(autocommit=True) as sql:
+        return int(await sql.scalar(COUNT_NEEDING_ATTENTION))
 
 
 async def count_in_flight(database: Database) -> tuple[int, int]:
@@ -82,22 +92,19 @@ async def count_in_flight(database: Database) -> tuple[int, int]:
 
 async def run_reaper(
     database: Database,
+    coordination: "Coordination",
     interval_seconds: float,
     enabled: bool = True,
-    orchestrated: bool = False,
 ) -> None:
     """Every interval: publish how many orders are in flight and overdue, then (if enabled)
     cancel the overdue ones, or, orchestrated, run the sagas' due timers."""
-    run_pass = run_due_timers if orchestrated else cancel_overdue
     while True:
         try:
             in_flight, overdue = await count_in_flight(database)
             metrics.IN_FLIGHT.set(in_flight)
             metrics.OVERDUE.set(overdue)
-            if orchestrated:
-                async with database.connect(autocommit=True) as sql:
-                    metrics.NEEDING_ATTENTION.set(await sql.scalar(COUNT_NEEDING_ATTENTION))
-            while enabled and await run_pass(database) == BATCH:
+            await coordination.watch(database)
+            while enabled and await coordination.run_timers(database) == BATCH:
                 pass
         except Exception:
             logger.exception("reaper pass failed; trying again in %.1f s", interval_seconds)

@@ -10,8 +10,18 @@ MAX_SENDS sends the saga is NEEDS_ATTENTION, for a person, and a reply can still
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Final, Literal
 
 from services.order.state import Status
+from shared.events import (
+    Event,
+    InventoryFailed,
+    InventoryReleased,
+    InventoryReserved,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+)
 
 
 class SagaStatus(StrEnum):
@@ -38,23 +48,27 @@ class Send(StrEnum):
     RELEASE = "release"
 
 
-# What the orchestrator reacts to: the participants' replies, by event type, and its own
-# timers and the customer.
-CANCELLED = "cancelled"  # the order was cancelled (deadline or customer), in this transaction
-RESEND = "resend"  # a compensation's reply is overdue
-REPLIES = (
-    "PaymentSucceeded",
-    "PaymentFailed",
-    "PaymentRefunded",
-    "InventoryReserved",
-    "InventoryFailed",
-    "InventoryReleased",
+# What the orchestrator reacts to: the participants' replies, by event class (those the saga's
+# definition lists, shared/definition.py), and its own timers and the customer.
+CANCELLED: Final = (
+    "cancelled"  # the order was cancelled (deadline or customer), in this transaction
 )
+RESEND: Final = "resend"  # a compensation's reply is overdue
+Happened = type[Event] | Literal["cancelled", "resend"]
+
+# A compensation's reply, and the compensation it answers.
+ANSWERED_BY: dict[Happened, Send] = {
+    PaymentRefunded: Send.REFUND,
+    PaymentFailed: Send.REFUND,  # never charged, and now never will be
+    InventoryReleased: Send.RELEASE,
+    InventoryFailed: Send.RELEASE,  # never reserved, and now never will be
+}
+# A success, and what undoes it when it comes after the saga gave up on it.
+UNDONE_BY: dict[Happened, Send] = {PaymentSucceeded: Send.REFUND, InventoryReserved: Send.RELEASE}
 
 # A compensation is sent this many times, in all, before the saga needs a person.
 MAX_SENDS = 8
 ACTIVE = frozenset({SagaStatus.RUNNING, SagaStatus.COMPENSATING})
-WAITING = ACTIVE | {SagaStatus.NEEDS_ATTENTION}
 
 
 @dataclass(frozen=True)
@@ -79,8 +93,8 @@ class Decision:
     changed: bool = field(default=True)
 
 
-def decide(saga: Saga, happened: str, reason: str | None = None) -> Decision:
-    """The step table. `happened`: a reply's event type, CANCELLED or RESEND; `reason`: the
+def decide(saga: Saga, happened: Happened, reason: str | None = None) -> Decision:
+    """The step table. `happened`: a reply's event class, CANCELLED or RESEND; `reason`: the
     reply's or the cancel's."""
     if saga.status is SagaStatus.RUNNING:
         return _running(saga, happened, reason)
@@ -89,11 +103,11 @@ def decide(saga: Saga, happened: str, reason: str | None = None) -> Decision:
     return _ended(saga, happened)
 
 
-def _running(saga: Saga, happened: str, reason: str | None) -> Decision:
+def _running(saga: Saga, happened: Happened, reason: str | None) -> Decision:
     if saga.step is Step.CHARGE:
-        if happened == "PaymentSucceeded":
+        if happened is PaymentSucceeded:
             return Decision(replace(saga, step=Step.RESERVE), (Send.RESERVE,), Status.PAID)
-        if happened == "PaymentFailed":
+        if happened is PaymentFailed:
             ended = replace(saga, status=SagaStatus.COMPENSATED, step=Step.DONE)
             return Decision(ended, order=Status.REJECTED, reason=reason, note="nothing to undo")
         if happened == CANCELLED:
@@ -101,10 +115,10 @@ def _running(saga: Saga, happened: str, reason: str | None) -> Decision:
             # it, refunded or never charged (and then never charges).
             return _compensate(saga, {Send.REFUND}, "order_cancelled")
     if saga.step is Step.RESERVE:
-        if happened == "InventoryReserved":
+        if happened is InventoryReserved:
             done = replace(saga, status=SagaStatus.COMPLETED, step=Step.DONE)
             return Decision(done, order=Status.CONFIRMED)
-        if happened == "InventoryFailed":
+        if happened is InventoryFailed:
             decision = _compensate(saga, {Send.REFUND}, reason or "inventory_failed")
             return replace(decision, order=Status.REJECTED, reason=reason)
         if happened == CANCELLED:
@@ -112,13 +126,8 @@ def _running(saga: Saga, happened: str, reason: str | None) -> Decision:
     return _unchanged(saga, happened)
 
 
-def _compensating(saga: Saga, happened: str) -> Decision:
-    answered = {
-        "PaymentRefunded": Send.REFUND,
-        "PaymentFailed": Send.REFUND,  # never charged, and now never will be
-        "InventoryReleased": Send.RELEASE,
-        "InventoryFailed": Send.RELEASE,  # never reserved, and now never will be
-    }.get(happened)
+def _compensating(saga: Saga, happened: Happened) -> Decision:
+    answered = ANSWERED_BY.get(happened)
     if answered in saga.awaiting:
         left = saga.awaiting - {answered}
         if left:
@@ -134,15 +143,15 @@ def _compensating(saga: Saga, happened: str) -> Decision:
     return _late(saga, happened)
 
 
-def _ended(saga: Saga, happened: str) -> Decision:
+def _ended(saga: Saga, happened: Happened) -> Decision:
     if saga.status is SagaStatus.COMPLETED:
         return _unchanged(saga, happened)
     return _late(saga, happened)
 
 
-def _late(saga: Saga, happened: str) -> Decision:
+def _late(saga: Saga, happened: Happened) -> Decision:
     """A success that comes after the saga gave up on it: undo it too."""
-    undo = {"PaymentSucceeded": Send.REFUND, "InventoryReserved": Send.RELEASE}.get(happened)
+    undo = UNDONE_BY.get(happened)
     if undo is None or undo in saga.awaiting:
         return _unchanged(saga, happened)
     return _compensate(saga, saga.awaiting | {undo}, saga.reason or "order_cancelled")
@@ -153,5 +162,5 @@ def _compensate(saga: Saga, undo: set[Send] | frozenset[Send], reason: str) -> D
     return Decision(compensating, tuple(sorted(undo - saga.awaiting)))
 
 
-def _unchanged(saga: Saga, happened: str) -> Decision:
+def _unchanged(saga: Saga, happened: Happened) -> Decision:
     return Decision(saga, note=f"ignored, saga is {saga.status} at {saga.step}", changed=False)

@@ -21,7 +21,7 @@ from shared.events import (
     PaymentSucceeded,
 )
 from shared.metrics import COMPENSATIONS
-from shared.uow import Handler, UnitOfWork
+from shared.uow import UnitOfWork, handlers
 
 Declined = Literal["unknown_customer", "insufficient_funds"]
 
@@ -166,12 +166,5 @@ async def _refund(uow: UnitOfWork, order_id: UUID, reason: str, answer: bool = F
     return f"refunded {charge.amount_cents} to {charge.customer_id} ({reason})"
 
 
-HANDLERS: dict[str, Handler] = {
-    "order.created": charge_for_order,
-    "order.cancelled": refund_for_cancelled_order,
-    "inventory.failed": refund_for_failed_inventory,
-}
-COMMAND_HANDLERS: dict[str, Handler] = {
-    "payment.charge": charge_on_command,
-    "payment.refund": refund_on_command,
-}
+HANDLERS = handlers(charge_for_order, refund_for_cancelled_order, refund_for_failed_inventory)
+COMMAND_HANDLERS = handlers(charge_on_command, refund_on_command)

@@ -15,6 +15,7 @@ from services.order.commands import (
     cancel_order,
     place_order,
 )
+from services.order.coordination import Choreography
 from services.order.handlers import (
     confirm_order,
     mark_paid,
@@ -37,6 +38,7 @@ from tests.clients.database import rows, scratch_database, waited_on
 from tests.integration.handling import apply, outbox_of
 
 LINES = [Item(sku="shirt", quantity=2, unit_price_cents=1_500)]
+CHOREOGRAPHY = Choreography()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ async def orders() -> AsyncIterator[Database]:
 async def placed(database: Database, deadline_seconds: float = 30, key: str | None = None) -> UUID:
     async with UnitOfWork(database, "order") as uow:
         result = await place_order(
-            uow, PlaceOrder(customer_id="alice", items=LINES), deadline_seconds, key
+            uow, PlaceOrder(customer_id="alice", items=LINES), deadline_seconds, key, CHOREOGRAPHY
         )
         await uow.commit()
     return UUID(str(result.order.order_id))
@@ -94,7 +96,7 @@ async def test_an_idempotency_key_returns_the_same_order_or_refuses_another_body
     async with UnitOfWork(orders, "order") as uow:
         other = PlaceOrder(customer_id="bob", items=LINES)
         with pytest.raises(IdempotencyKeyReused):
-            await place_order(uow, other, 30, key)
+            await place_order(uow, other, 30, key, CHOREOGRAPHY)
 
 
 def duration_observed(outcome: str) -> tuple[float, float]:
@@ -137,7 +139,7 @@ async def test_a_payment_that_waits_on_a_cancel_s_row_lock_finds_the_order_cance
     # cancel's lock, then finds the row moved and takes the long way, which ignores it.
     order_id = await placed(orders)
     async with UnitOfWork(orders, "order") as cancelling:
-        await cancel_order(cancelling, order_id, "customer")
+        await cancel_order(cancelling, order_id, "customer", CHOREOGRAPHY)
         reply = asyncio.ensure_future(
             apply(orders, "order", mark_paid, payment_succeeded(order_id))
         )
@@ -151,6 +153,21 @@ async def test_a_payment_that_waits_on_a_cancel_s_row_lock_finds_the_order_cance
         (None, "PENDING", None),
         ("PENDING", "CANCELLED", None),
     ]
+
+
+async def test_a_choreographed_cancel_never_touches_the_orchestrator_s_sagas(
+    orders: Database,
+) -> None:
+    # Whoever holds saga_instances (an orchestrated run's reaper, say), a choreographed cancel
+    # does not wait for it: it neither reads nor locks the orchestrator's rows.
+    order_id = await placed(orders)
+    async with orders.connect() as holder:
+        await holder.execute("LOCK TABLE saga_instances IN ACCESS EXCLUSIVE MODE")
+        async with UnitOfWork(orders, "order") as uow:
+            await uow.sql.execute("SET LOCAL lock_timeout = '2s'")
+            cancelled = await cancel_order(uow, order_id, "customer", CHOREOGRAPHY)
+            await uow.commit()
+    assert cancelled == (Status.PENDING, [Status.CANCELLED])
 
 
 async def test_a_reservation_that_overtakes_its_payment_confirms_through_paid(
@@ -210,12 +227,15 @@ async def test_a_cancel_moves_an_order_in_flight_once_and_refuses_one_past_the_p
         InventoryReserved(order_id=confirmed, reservation_id=uuid4(), items=LINES),
     )
     async with UnitOfWork(orders, "order") as uow:
-        assert await cancel_order(uow, pending, "customer") == (Status.PENDING, [Status.CANCELLED])
-        assert await cancel_order(uow, pending, "customer") == (Status.CANCELLED, [])
+        assert await cancel_order(uow, pending, "customer", CHOREOGRAPHY) == (
+            Status.PENDING,
+            [Status.CANCELLED],
+        )
+        assert await cancel_order(uow, pending, "customer", CHOREOGRAPHY) == (Status.CANCELLED, [])
         with pytest.raises(NotCancellable):
-            await cancel_order(uow, confirmed, "customer")
+            await cancel_order(uow, confirmed, "customer", CHOREOGRAPHY)
         with pytest.raises(UnknownOrder):
-            await cancel_order(uow, uuid4(), "customer")
+            await cancel_order(uow, uuid4(), "customer", CHOREOGRAPHY)
         assert [envelope.type for envelope in uow.emitted] == ["OrderCancelled"]
         await uow.commit()
     kinds = [kind for kind, _ in await outbox_of(orders, pending)]
@@ -225,7 +245,7 @@ async def test_a_cancel_moves_an_order_in_flight_once_and_refuses_one_past_the_p
 async def test_the_reaper_cancels_what_is_overdue_and_nothing_else(orders: Database) -> None:
     overdue, on_time = await placed(orders, deadline_seconds=-1), await placed(orders)
 
-    assert await cancel_overdue(orders) >= 1
+    assert await cancel_overdue(orders, CHOREOGRAPHY) >= 1
 
     statuses = {
         row.order_id: row.status

@@ -3,6 +3,7 @@ payment and inventory: whatever the order of the replies, their duplicates, the 
 timers, every saga ends COMPLETED or COMPENSATED, and the money and the stock agree with it."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from services.order.saga import (
     MAX_SENDS,
     RESEND,
     START,
+    Happened,
     Saga,
     SagaStatus,
     Send,
@@ -19,6 +21,15 @@ from services.order.saga import (
     decide,
 )
 from services.order.state import IN_FLIGHT, TERMINAL, Status, path
+from shared.events import (
+    Event,
+    InventoryFailed,
+    InventoryReleased,
+    InventoryReserved,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+)
 
 
 @dataclass
@@ -35,33 +46,33 @@ class Participants:
     released: bool = False
     inventory_closed: bool = False
 
-    def handle(self, command: Send) -> str | None:
-        """The reply's event type, or None when the handler answers nothing."""
+    def handle(self, command: Send) -> type[Event] | None:
+        """The reply's event class, or None when the handler answers nothing."""
         if command is Send.CHARGE:
             if self.payment_closed or not self.funded:
-                return "PaymentFailed"
+                return PaymentFailed
             if self.charged:
                 return None  # "already charged"
             self.charged = True
-            return "PaymentSucceeded"
+            return PaymentSucceeded
         if command is Send.REFUND:
             self.payment_closed = True
             if not self.charged:
-                return "PaymentFailed"
+                return PaymentFailed
             self.refunded = True
-            return "PaymentRefunded"
+            return PaymentRefunded
         if command is Send.RESERVE:
             if self.inventory_closed or not self.stocked:
-                return "InventoryFailed"
+                return InventoryFailed
             if self.reserved:
                 return None
             self.reserved = True
-            return "InventoryReserved"
+            return InventoryReserved
         self.inventory_closed = True
         if not self.reserved:
-            return "InventoryFailed"
+            return InventoryFailed
         self.released = True
-        return "InventoryReleased"
+        return InventoryReleased
 
 
 @dataclass
@@ -71,9 +82,9 @@ class World:
     order: Status = Status.PENDING
     # Messages on their way: ("command", Send) to a participant, ("reply", type) to the
     # orchestrator.
-    in_flight: list[tuple[str, str]] = field(default_factory=lambda: [("command", Send.CHARGE)])
+    in_flight: list[tuple[str, Any]] = field(default_factory=lambda: [("command", Send.CHARGE)])
 
-    def orchestrate(self, happened: str, reason: str | None = None) -> None:
+    def orchestrate(self, happened: Happened, reason: str | None = None) -> None:
         decision = decide(self.saga, happened, reason)
         if decision.order is not None:
             steps = path(self.order, decision.order)
@@ -89,7 +100,7 @@ class World:
             if reply is not None:
                 self.in_flight.append(("reply", reply))
         else:
-            self.orchestrate(what, "out_of_stock" if what == "InventoryFailed" else "declined")
+            self.orchestrate(what, "out_of_stock" if what is InventoryFailed else "declined")
 
     def cancel(self) -> None:
         if self.order in IN_FLIGHT:  # commands.cancel_order: the order, then its saga
@@ -147,7 +158,7 @@ def test_any_order_of_replies_duplicates_and_timeouts_ends_completed_or_compensa
 
 
 def test_a_compensation_never_answered_needs_attention_after_max_sends() -> None:
-    saga = decide(decide(START, "PaymentSucceeded").saga, CANCELLED).saga
+    saga = decide(decide(START, PaymentSucceeded).saga, CANCELLED).saga
     assert saga.status is SagaStatus.COMPENSATING and saga.sends == 1
     sent = 1
     while saga.status is SagaStatus.COMPENSATING:
@@ -157,13 +168,13 @@ def test_a_compensation_never_answered_needs_attention_after_max_sends() -> None
     assert saga.status is SagaStatus.NEEDS_ATTENTION and sent == MAX_SENDS
     assert decide(saga, RESEND).changed is False  # a person's now; no more sends
     # A reply that comes at last still finishes it.
-    saga = decide(decide(saga, "PaymentRefunded").saga, "InventoryReleased").saga
+    saga = decide(decide(saga, PaymentRefunded).saga, InventoryReleased).saga
     assert saga.status is SagaStatus.COMPENSATED
 
 
 def test_a_success_that_comes_after_the_saga_gave_up_is_undone() -> None:
     compensated = Saga(SagaStatus.COMPENSATED, Step.DONE, reason="order_cancelled")
-    decision = decide(compensated, "InventoryReserved")
+    decision = decide(compensated, InventoryReserved)
     assert decision.send == (Send.RELEASE,)
     assert decision.saga.status is SagaStatus.COMPENSATING
-    assert decide(Saga(SagaStatus.COMPLETED, Step.DONE), "PaymentSucceeded").changed is False
+    assert decide(Saga(SagaStatus.COMPLETED, Step.DONE), PaymentSucceeded).changed is False

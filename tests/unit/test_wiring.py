@@ -7,11 +7,11 @@ from services.inventory.handlers import HANDLERS as INVENTORY
 from services.inventory.handlers import units_per_sku
 from services.order.handlers import HANDLERS as ORDER
 from services.order.orchestrator import REPLY_HANDLERS
-from services.order.saga import REPLIES
 from services.payment.handlers import COMMAND_HANDLERS as PAYMENT_COMMANDS
 from services.payment.handlers import HANDLERS as PAYMENT
 from shared import topology
 from shared.commands import COMMAND_TYPES, MESSAGE_TYPE_BY_ROUTING_KEY, Command
+from shared.definition import ORDER_SAGA
 from shared.events import TYPE_BY_ROUTING_KEY, Event, Item
 from shared.faults import Faults, InjectedFault
 from shared.system import ORDER as ORDER_SERVICE
@@ -42,11 +42,10 @@ def test_orchestrated_each_queue_is_bound_to_exactly_the_keys_its_service_handle
     assert {MESSAGE_TYPE_BY_ROUTING_KEY[key].__base__ for key in keys} == kinds
 
 
-def test_the_orchestrator_takes_every_reply_of_its_step_table_and_every_command_has_a_taker() -> (
+def test_the_orchestrator_takes_every_reply_of_the_definition_and_every_command_has_a_taker() -> (
     None
 ):
-    replies = {TYPE_BY_ROUTING_KEY[key].__name__ for key in ORDER_SERVICE.replies}
-    assert replies == set(REPLIES)
+    assert {TYPE_BY_ROUTING_KEY[key] for key in ORDER_SERVICE.replies} == set(ORDER_SAGA.replies())
     taken = {key for service in SERVICES for key in service.commands}
     assert taken == {cls.routing_key for cls in COMMAND_TYPES.values()}
     assert {topology.exchange_of(key) for key in taken} == {topology.COMMANDS_EXCHANGE}
