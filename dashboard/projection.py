@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from shared.definition import ORDER_SAGA, Step
 from shared.observations import DEAD_LETTERED, DUPLICATE, OBSERVATIONS_EXCHANGE, RETRIED
 from shared.tracing import trace_id_of
 
@@ -24,23 +25,35 @@ IN_FLIGHT, CONFIRMED, REJECTED, CANCELLED, COMPENSATED = (
     "COMPENSATED",
 )
 STATUSES = (IN_FLIGHT, CONFIRMED, REJECTED, CANCELLED, COMPENSATED)
-# The facts an event of each type establishes.
+SAGA = ORDER_SAGA  # what every saga of the stream is an instance of (shared/definition.py)
+# The facts an event of each type establishes: a step done, failed or undone.
 STEPS = {
-    "PaymentSucceeded": "charged",
-    "PaymentFailed": "payment_failed",
-    "PaymentRefunded": "refunded",
-    "InventoryReserved": "reserved",
-    "InventoryFailed": "inventory_failed",
-    "InventoryReleased": "released",
+    **{step.succeeded.__name__: step.words.done for step in SAGA.steps},
+    **{step.failed.__name__: step.failed_fact for step in SAGA.steps},
+    **{
+        step.compensated.__name__: step.words.undone
+        for step in SAGA.steps
+        if step.compensated and step.words.undone
+    },
 }
-OUTCOMES = {"OrderConfirmed": CONFIRMED, "OrderRejected": REJECTED, "OrderCancelled": CANCELLED}
+OUTCOMES = {
+    SAGA.confirmed_by.__name__: CONFIRMED,
+    SAGA.rejected_by.__name__: REJECTED,
+    SAGA.cancelled_by.__name__: CANCELLED,
+}
 # How each event (and, orchestrated, each command) reads on a timeline: the way forward, a
 # failure, or a compensation.
 FORWARD = {
-    "OrderCreated", "PaymentSucceeded", "InventoryReserved", "OrderConfirmed",
-    "ChargePayment", "ReserveInventory",
-}  # fmt: skip
-COMPENSATIONS = {"PaymentRefunded", "InventoryReleased", "RefundPayment", "ReleaseInventory"}
+    SAGA.started_by.__name__,
+    SAGA.confirmed_by.__name__,
+    *(message.__name__ for step in SAGA.steps for message in (step.action, step.succeeded)),
+}
+COMPENSATIONS = {
+    message.__name__
+    for step in SAGA.steps
+    for message in (step.compensation, step.compensated)
+    if message is not None
+}
 
 
 @dataclass(frozen=True)
@@ -116,13 +129,10 @@ class Saga:
 
     @property
     def compensation_pending(self) -> bool:
-        """Over without its pivot, and a charge or a reservation not yet undone."""
+        """Over without its pivot, and a step done whose compensation has not yet come."""
         if self.outcome not in (REJECTED, CANCELLED):
             return False
-        steps = self.steps
-        return (steps.get("charged", False) and not steps.get("refunded", False)) or (
-            steps.get("reserved", False) and not steps.get("released", False)
-        )
+        return any(self._undo(step) for step in SAGA.steps)
 
     @property
     def status(self) -> str:
@@ -130,25 +140,42 @@ class Saga:
             return IN_FLIGHT
         if self.outcome == CONFIRMED:
             return CONFIRMED
-        undone = self.steps.get("refunded", False) or self.steps.get("released", False)
+        undone = any(self._has(step.words.undone) for step in SAGA.steps)
         return COMPENSATED if undone and not self.compensation_pending else self.outcome
 
     def waiting_on(self) -> str:
-        """Where a saga that has not settled waits, from what has happened so far."""
-        steps = self.steps
+        """Where a saga that has not settled waits, from what has happened so far: in flight,
+        the step after the last one done (the coordinator's verdict after a failure or the
+        last step); over, the first compensation not yet come."""
+        coordinator = f"{SAGA.coordinator}: to"
         if self.outcome is None:
-            if steps.get("payment_failed") or steps.get("inventory_failed"):
-                return "order: to reject the order"
-            if steps.get("reserved"):
-                return "order: to confirm the order"
-            if steps.get("charged"):
-                return "inventory: to reserve the stock"
-            return "payment: to charge the customer"
-        if steps.get("charged") and not steps.get("refunded"):
-            return "payment: to refund the charge"
-        if steps.get("reserved") and not steps.get("released"):
-            return "inventory: to release the stock"
+            if any(self._has(step.failed_fact) for step in SAGA.steps):
+                return f"{coordinator} reject the {SAGA.name}"
+            done = [index for index, step in enumerate(SAGA.steps) if self._has(step.words.done)]
+            if not done:
+                return _doing(SAGA.steps[0])
+            after = done[-1] + 1
+            if after == len(SAGA.steps):
+                return f"{coordinator} confirm the {SAGA.name}"
+            return _doing(SAGA.steps[after])
+        if self.outcome == CONFIRMED:  # past its pivot: nothing is undone
+            return "nothing"
+        for step in SAGA.steps:
+            if self._undo(step):
+                return f"{step.participant}: to {step.words.undoing}"
         return "nothing"
+
+    def _has(self, fact: str | None) -> bool:
+        return fact is not None and self.steps.get(fact, False)
+
+    def _undo(self, step: Step) -> bool:
+        """Done, undoable, and not undone yet."""
+        undoable = step.words.undone is not None
+        return undoable and self._has(step.words.done) and not self._has(step.words.undone)
+
+
+def _doing(step: Step) -> str:
+    return f"{step.participant}: to {step.words.doing}"
 
 
 def apply(saga: Saga | None, seen: Seen, repeat: bool) -> Saga | None:
@@ -180,7 +207,7 @@ def apply(saga: Saga | None, seen: Seen, repeat: bool) -> Saga | None:
     saga.events += 1
     saga.last_type, saga.last_producer = seen.type, seen.producer
     data = seen.data
-    if seen.type == "OrderCreated":
+    if seen.type == SAGA.started_by.__name__:
         saga.customer_id = _text(data.get("customer_id"))
         total = data.get("total_cents")
         saga.total_cents = total if isinstance(total, int) else None

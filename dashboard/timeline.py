@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dashboard.projection import COMPENSATIONS, FORWARD, OUTCOMES
+from dashboard.projection import COMPENSATIONS, FORWARD, OUTCOMES, SAGA
 from shared.observations import DEAD_LETTERED, DUPLICATE, RETRIED
 
-LANES = ("order", "payment", "inventory")
+LANES = SAGA.participants  # one lane each: the coordinator, then each step's participant
 LEFT, TOP, LANE_HEIGHT, MARK_GAP = 120, 44, 92, 96
 
 

@@ -31,11 +31,24 @@ from shared.events import (
     InventoryReleased,
     InventoryReserved,
     OrderCancelled,
+    OrderConfirmed,
     OrderCreated,
+    OrderRejected,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
 )
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a step reads on the dashboard (dashboard/projection.py): the fact its success
+    establishes and what its participant is waiting to do; the same for its compensation."""
+
+    done: str  # "charged"
+    doing: str  # "charge the customer"
+    undone: str | None = None  # "refunded"
+    undoing: str | None = None  # "refund the charge"
 
 
 @dataclass(frozen=True)
@@ -45,10 +58,16 @@ class Step:
     action: type[Command]  # what the orchestrator sends for it
     succeeded: type[Event]
     failed: type[Event]
+    words: Words
     # What undoes it, and the event that says it was undone; None for a step past the pivot,
     # which is retried until it succeeds and never compensated.
     compensation: type[Command] | None = None
     compensated: type[Event] | None = None
+
+    @property
+    def failed_fact(self) -> str:
+        """The fact its failure establishes: `payment_failed`."""
+        return f"{self.participant}_failed"
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,9 @@ class SagaDefinition:
     name: str
     coordinator: str  # the service that starts the saga, owns its state and ends it
     started_by: type[Event]
+    # How the coordinator announces the saga's end: its way forward, a failed step, a cancel.
+    confirmed_by: type[Event]
+    rejected_by: type[Event]
     cancelled_by: type[Event]
     steps: tuple[Step, ...]
     # The step whose success decides the saga: after it nothing is compensated.
@@ -69,8 +91,13 @@ class SagaDefinition:
         if self.pivot not in names:
             raise ValueError(f"the pivot {self.pivot!r} is none of the steps {names}")
         for step in self.steps:
-            if (step.compensation is None) != (step.compensated is None):
-                raise ValueError(f"step {step.name!r}: a compensation needs its event, and back")
+            undoes = (step.compensated, step.words.undone, step.words.undoing)
+            if any(part is None for part in (step.compensation, *undoes)) and any(
+                part is not None for part in (step.compensation, *undoes)
+            ):
+                raise ValueError(
+                    f"step {step.name!r}: a compensation needs its event and its words, and back"
+                )
             if names.index(step.name) > names.index(self.pivot) and step.compensation:
                 raise ValueError(f"step {step.name!r} is past the pivot: it cannot be undone")
 
@@ -133,6 +160,8 @@ ORDER_SAGA = SagaDefinition(
     name="order",
     coordinator="order",
     started_by=OrderCreated,
+    confirmed_by=OrderConfirmed,
+    rejected_by=OrderRejected,
     cancelled_by=OrderCancelled,
     steps=(
         Step(
@@ -141,6 +170,7 @@ ORDER_SAGA = SagaDefinition(
             action=ChargePayment,
             succeeded=PaymentSucceeded,
             failed=PaymentFailed,
+            words=Words("charged", "charge the customer", "refunded", "refund the charge"),
             compensation=RefundPayment,
             compensated=PaymentRefunded,
         ),
@@ -150,6 +180,7 @@ ORDER_SAGA = SagaDefinition(
             action=ReserveInventory,
             succeeded=InventoryReserved,
             failed=InventoryFailed,
+            words=Words("reserved", "reserve the stock", "released", "release the stock"),
             compensation=ReleaseInventory,
             compensated=InventoryReleased,
         ),

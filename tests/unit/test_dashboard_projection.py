@@ -96,6 +96,35 @@ def test_a_cancel_whose_refund_has_not_come_yet_is_cancelled_and_waits_for_payme
     assert saga.waiting_on() == "payment: to refund the charge"
 
 
+@pytest.mark.parametrize(
+    ("outcome", "facts", "status", "waiting_on"),
+    [
+        (None, [], IN_FLIGHT, "payment: to charge the customer"),
+        (None, ["charged"], IN_FLIGHT, "inventory: to reserve the stock"),
+        (None, ["charged", "reserved"], IN_FLIGHT, "order: to confirm the order"),
+        (None, ["reserved"], IN_FLIGHT, "order: to confirm the order"),  # overtook its payment
+        (None, ["payment_failed"], IN_FLIGHT, "order: to reject the order"),
+        (None, ["charged", "inventory_failed"], IN_FLIGHT, "order: to reject the order"),
+        (CONFIRMED, ["charged", "reserved"], CONFIRMED, "nothing"),
+        (REJECTED, ["payment_failed"], REJECTED, "nothing"),
+        (REJECTED, ["charged", "inventory_failed"], REJECTED, "payment: to refund the charge"),
+        (REJECTED, ["charged", "inventory_failed", "refunded"], COMPENSATED, "nothing"),
+        (CANCELLED, [], CANCELLED, "nothing"),
+        (CANCELLED, ["charged", "reserved"], CANCELLED, "payment: to refund the charge"),
+        (CANCELLED, ["charged", "refunded", "reserved"], CANCELLED,
+         "inventory: to release the stock"),
+        (CANCELLED, ["charged", "reserved", "released"], CANCELLED,
+         "payment: to refund the charge"),
+        (CANCELLED, ["charged", "refunded", "reserved", "released"], COMPENSATED, "nothing"),
+    ],
+)  # fmt: skip
+def test_status_and_where_a_saga_waits_follow_its_facts(
+    outcome: str | None, facts: list[str], status: str, waiting_on: str
+) -> None:
+    saga = Saga(uuid4(), START, START, outcome=outcome, steps=dict.fromkeys(facts, True))
+    assert (saga.status, saga.waiting_on()) == (status, waiting_on)
+
+
 def test_repeats_and_observations_are_counted_and_change_nothing_else() -> None:
     order_id = uuid4()
     created = seen(order_id, "OrderCreated", 0, 0, customer_id="alice", total_cents=500)

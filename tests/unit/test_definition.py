@@ -10,7 +10,7 @@ import pytest
 from services.payment.handlers import HANDLERS as PAYMENT_HANDLERS
 from services.payment.handlers import charge_for_order
 from shared.commands import ChargePayment, RefundPayment
-from shared.definition import ORDER_SAGA, SagaDefinition, Step
+from shared.definition import ORDER_SAGA, SagaDefinition, Step, Words
 from shared.events import (
     Event,
     OrderCancelled,
@@ -55,6 +55,7 @@ def test_a_step_added_to_the_definition_is_bound_in_both_styles() -> None:
         action=ChargePayment,  # any command class serves the derivation
         succeeded=OrderConfirmed,
         failed=PaymentFailed,
+        words=Words("screened", "screen the order"),
     )
     saga = replace(ORDER_SAGA, steps=(screen, *ORDER_SAGA.steps))
     payment = declared("payment", 8002, saga)
