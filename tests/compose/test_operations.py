@@ -8,15 +8,12 @@ import httpx
 import yaml
 
 from scripts.stack.compose import PROMETHEUS_PORT, TRACE_VIEWER_PORT
+from shared.system import PROCESSES
 from tests.clients.api import SagaClient
 from tests.compose.conftest import ComposeStack
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = {
-    "order", "payment", "inventory", "order-relay", "payment-relay", "inventory-relay",
-    "dashboard",
-}  # fmt: skip
 
 
 def test_prometheus_scrapes_every_process_and_runs_the_alert_rules(
@@ -27,7 +24,7 @@ def test_prometheus_scrapes_every_process_and_runs_the_alert_rules(
     def targets_up() -> dict[str, str] | None:
         active = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]
         health = {t["labels"]["process"]: t["health"] for t in active["activeTargets"]}
-        return health if set(health) == PROCESSES and set(health.values()) == {"up"} else None
+        return health if set(health) == set(PROCESSES) and set(health.values()) == {"up"} else None
 
     wait_until(targets_up, 60, "Prometheus to scrape every process")
     shipped = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())

@@ -7,7 +7,7 @@ import pytest
 
 from scripts.stack import Stack
 from scripts.stack.instances import free_port
-from shared.system import Mode
+from shared.system import SERVICE_NAMES, Mode
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with, stopped
@@ -76,7 +76,7 @@ def test_an_unknown_customer_is_rejected(saga: SagaClient) -> None:
 def test_out_of_stock_refunds_the_charge_and_reserves_nothing(saga: SagaClient) -> None:
     customer = saga.funded_customer(10_000)
     plenty, scarce = saga.stocked_sku(50), saga.stocked_sku(1)
-    logs = {name: LogCursor(saga.stack, name) for name in ("order", "payment", "inventory")}
+    logs = {name: LogCursor(saga.stack, name) for name in SERVICE_NAMES}
 
     order = saga.place_order(customer, (plenty, 3, 500), (scarce, 2, 1_000))
     order_id, short_id = order["order_id"], order["order_id"][:8]

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from scripts.stack import Stack, StackConfig
+from shared.system import COMPONENT_NAMES
 from tests.clients.invariants import wait_consistent
 from tests.conftest import TEST_ENV
 
 CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
-APIS = ["order", "payment", "inventory", "dashboard"]
+APIS = list(COMPONENT_NAMES)  # the services and the dashboard
 SEED = 20261202  # the same cases every run; a failure is reproducible with `st replay`
 
 

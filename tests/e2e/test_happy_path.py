@@ -12,7 +12,7 @@ from shared.audit import read_audit
 from shared.broker import connect
 from shared.envelope import wrap
 from shared.events import Item, OrderCreated
-from shared.system import Mode
+from shared.system import SERVICE_NAMES, Mode
 from shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 from tests.clients.api import SagaClient, post_orders
 from tests.clients.broker import broker, publish
@@ -136,7 +136,7 @@ def trace_ids_of(saga: SagaClient, order_id: str) -> dict[tuple[str, str], str]:
     """The trace id each outbox row of the saga carries, by service and event type."""
     return {
         (service, body["type"]): context["traceparent"].split("-")[1]
-        for service in ("order", "payment", "inventory")
+        for service in SERVICE_NAMES
         for body, context in sql(
             saga.stack, service,
             "SELECT body, trace_context FROM outbox WHERE body->>'correlation_id' = %s",
@@ -194,7 +194,7 @@ def published_for(saga: SagaClient, order_id: str, last: str) -> dict[str, str]:
     def rows() -> list[tuple[str, str, object]] | None:
         found = [
             row
-            for service in ("order", "payment", "inventory")
+            for service in SERVICE_NAMES
             for row in sql(saga.stack, service, OUTBOX_OF_ORDER, order_id)
         ]
         done = last in {type_ for _, type_, _ in found} and all(at for *_, at in found)

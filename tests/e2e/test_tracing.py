@@ -16,13 +16,14 @@ import pytest
 
 from scripts.stack import Stack, StackConfig
 from scripts.stack.traces import ReceivedSpan, TraceReceiver
+from shared.system import RELAYS, SERVICE_NAMES
 from tests.clients.api import SagaClient
 from tests.clients.database import sql
 from tests.clients.processes import LogCursor, restarted_with, stopped
 from tests.conftest import TEST_ENV
 from tests.polling import wait_until
 
-PROCESSES = {"order", "payment", "inventory", "order-relay", "payment-relay", "inventory-relay"}
+PROCESSES = {*SERVICE_NAMES, *RELAYS}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def saga(traced: tuple[Stack, TraceReceiver]) -> Iterator[SagaClient[Stack]]:
 def messages_of(stack: Stack, order_id: str) -> dict[str, dict]:
     """Every event of the saga, from the three outboxes: {message_id: envelope}."""
     found = {}
-    for service in ("order", "payment", "inventory"):
+    for service in SERVICE_NAMES:
         for (body,) in sql(
             stack, service, "SELECT body FROM outbox WHERE body->>'correlation_id' = %s", order_id
         ):

@@ -6,6 +6,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from shared.system import SERVICE_NAMES
 from tests.clients.api import SagaClient, new_id
 
 GOOD_LINE = {"sku": "s", "quantity": 1, "unit_price_cents": 100}
@@ -175,7 +176,7 @@ def test_products_restocks_and_reservations(saga: SagaClient) -> None:
     assert saga.reservations(order_id) == []
 
 
-@pytest.mark.parametrize("service", ["order", "payment", "inventory"])
+@pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_health_readiness_and_metrics(saga: SagaClient, service: str) -> None:
     client = getattr(saga, service)
     assert client.get("/healthz").json() == {"status": "ok"}
