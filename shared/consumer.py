@@ -50,7 +50,7 @@ class Consumer:
         retry_delays_ms: list[int],
         faults: Faults,
         declare_all: bool = True,
-        mode: Mode = Mode.CHOREOGRAPHY,
+        mode: Mode,
         audit_segment_bytes: int = topology.AUDIT_SEGMENT_BYTES,
     ) -> None:
         self._service = service

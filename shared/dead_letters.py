@@ -56,9 +56,7 @@ class Letter:
         return None if when is None else when.replace(tzinfo=when.tzinfo or UTC)
 
 
-async def read_letters(
-    channel: AbstractChannel, service: str, mode: Mode = Mode.CHOREOGRAPHY
-) -> list[Letter]:
+async def read_letters(channel: AbstractChannel, service: str, mode: Mode) -> list[Letter]:
     """Every message in the service's DLQ (of that mode's work queue), unacked: they go back
     when the channel closes."""
     queue = await channel.get_queue(dead_letter_queue(service, mode), ensure=True)
@@ -68,9 +66,7 @@ async def read_letters(
     return letters
 
 
-async def replay(
-    channel: AbstractChannel, service: str, letter: Letter, mode: Mode = Mode.CHOREOGRAPHY
-) -> None:
+async def replay(channel: AbstractChannel, service: str, letter: Letter, mode: Mode) -> None:
     """Send a letter back to its service's work queue, on a confirming channel, then drop it
     from the DLQ. Confirmed first, acked after: a crash between replays it twice, never not."""
     await channel.default_exchange.publish(

@@ -80,7 +80,7 @@ class Redelivery:
         service: str,
         retry_delays_ms: list[int],
         acks: Acks,
-        mode: Mode = Mode.CHOREOGRAPHY,
+        mode: Mode,
     ) -> None:
         """`acks`: the consumer's, which settle every delivery it holds (shared/acks.py)."""
         self._service = service

@@ -98,7 +98,7 @@ def work_queues(service: str) -> list[str]:
     return [f"{service}.{kind}" for kind in service_of(service).queue_kinds]
 
 
-def work_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+def work_queue(service: str, mode: Mode) -> str:
     """`payment.events`, or in orchestration `payment.commands` (the order service keeps
     `order.events`, where the replies come)."""
     if mode is Mode.CHOREOGRAPHY:
@@ -106,11 +106,11 @@ def work_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
     return f"{service}.{service_of(service).queue_kind(mode)}"
 
 
-def dead_letter_queue(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+def dead_letter_queue(service: str, mode: Mode) -> str:
     return f"{work_queue(service, mode)}.dlq"
 
 
-def retry_queue(service: str, delay_ms: int, mode: Mode = Mode.CHOREOGRAPHY) -> str:
+def retry_queue(service: str, delay_ms: int, mode: Mode) -> str:
     return f"{work_queue(service, mode)}.retry.{delay_ms}ms"
 
 
@@ -125,7 +125,7 @@ def exchange_of(routing_key: str) -> str:
 DELIVERY_LIMIT = 20
 
 
-def work_queue_arguments(service: str, mode: Mode = Mode.CHOREOGRAPHY) -> dict[str, Any]:
+def work_queue_arguments(service: str, mode: Mode) -> dict[str, Any]:
     return _quorum(DEAD_LETTER_EXCHANGE, dead_letter_queue(service, mode)) | {
         "x-delivery-limit": DELIVERY_LIMIT
     }
@@ -157,7 +157,7 @@ async def declare(
     connection: AbstractConnection,
     channel: AbstractChannel,
     retry_delays_ms: list[int],
-    mode: Mode = Mode.CHOREOGRAPHY,
+    mode: Mode,
     audit_segment_bytes: int = AUDIT_SEGMENT_BYTES,
 ) -> Exchanges:
     """Declare the whole topology of that mode (an administrator's job) on `channel`; return
@@ -189,7 +189,7 @@ async def declare_own(
     channel: AbstractChannel,
     retry_delays_ms: list[int],
     service: str | None,
-    mode: Mode = Mode.CHOREOGRAPHY,
+    mode: Mode,
 ) -> Exchanges:
     """What a least-privileged process may declare: its own queues and bindings (a relay:
     none), with the exchanges only checked. The administrator's `declare` ran before it

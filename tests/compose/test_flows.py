@@ -132,7 +132,7 @@ async def test_poison_goes_to_the_dlq_with_its_reason(
         connection = await aio_pika.connect(compose_stack.config.amqp_url)
         async with connection:
             channel = await connection.channel()
-            for letter in await read_letters(channel, "payment"):
+            for letter in await read_letters(channel, "payment", compose_stack.config.mode):
                 if letter.id == message_id:
                     await letter.message.ack()  # taken out: the queue is left as found
                     return letter.reason

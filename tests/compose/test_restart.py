@@ -16,7 +16,8 @@ from tests.polling import eventually
 async def dead_letter_ids(stack: ComposeStack) -> set[str]:
     connection = await aio_pika.connect(stack.config.amqp_url)
     async with connection:
-        return {letter.id for letter in await read_letters(await connection.channel(), "payment")}
+        letters = await read_letters(await connection.channel(), "payment", stack.config.mode)
+        return {letter.id for letter in letters}
 
 
 # The package's last test: its bound also covers the removal of the package's stack
@@ -56,6 +57,8 @@ async def test_down_and_up_again_keeps_everything_and_finishes_what_was_in_fligh
     # Leave the DLQ as it was found.
     connection = await aio_pika.connect(compose_stack.config.amqp_url)
     async with connection:
-        for letter in await read_letters(await connection.channel(), "payment"):
+        for letter in await read_letters(
+            await connection.channel(), "payment", compose_stack.config.mode
+        ):
             if letter.id == poison:
                 await letter.message.ack()

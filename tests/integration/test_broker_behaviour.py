@@ -63,7 +63,7 @@ async def declare_work_queue(channel: AbstractChannel, **changes: object) -> tup
     dlx = await channel.declare_exchange(f"{name}.dlx", "direct", auto_delete=True)
     dlq = await channel.declare_queue(f"{name}.dlq", arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
     await dlq.bind(dlx, routing_key=dlq.name)
-    arguments = work_queue_arguments("x") | {
+    arguments = work_queue_arguments("x", Mode.CHOREOGRAPHY) | {
         "x-dead-letter-exchange": dlx.name,
         "x-dead-letter-routing-key": dlq.name,
     }

@@ -281,14 +281,14 @@ def test_5_a_work_queue_holds_nothing_whatever_a_dlq_may_hold(queue: str) -> Non
 
 def test_5_a_dlq_holding_more_than_was_injected() -> None:
     snapshot = clean()
-    dlq = dead_letter_queue("payment")
+    dlq = dead_letter_queue("payment", Mode.CHOREOGRAPHY)
     snapshot.queue_depths[dlq] = 3
     assert_reports(snapshot, "5", dlq, "3 message(s) waiting (expected at most 2)", allowed_dlq=2)
 
 
 def test_5_a_dlq_holding_exactly_what_was_injected_is_no_violation() -> None:
     snapshot = clean()
-    snapshot.queue_depths[dead_letter_queue("payment")] = 2
+    snapshot.queue_depths[dead_letter_queue("payment", Mode.CHOREOGRAPHY)] = 2
     assert_quiet(snapshot, "5", allowed_dlq=2)
 
 

@@ -55,7 +55,7 @@ def test_queue_names_follow_the_mode() -> None:
     assert topology.work_queue("payment", Mode.ORCHESTRATION) == "payment.commands"
     assert topology.dead_letter_queue("inventory", Mode.ORCHESTRATION) == "inventory.commands.dlq"
     assert topology.work_queue("order", Mode.ORCHESTRATION) == "order.events"
-    assert topology.retry_queue("payment", 200) == "payment.events.retry.200ms"
+    assert topology.retry_queue("payment", 200, Mode.CHOREOGRAPHY) == "payment.events.retry.200ms"
 
 
 def test_a_service_never_consumes_its_own_events() -> None:
