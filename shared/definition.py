@@ -58,6 +58,8 @@ class Step:
     action: type[Command]  # what the orchestrator sends for it
     succeeded: type[Event]
     failed: type[Event]
+    # The coordinator's state once the step succeeded (the order's status: PAID, CONFIRMED).
+    reached: str
     words: Words
     # What undoes it, and the event that says it was undone; None for a step past the pivot,
     # which is retried until it succeeds and never compensated.
@@ -170,6 +172,7 @@ ORDER_SAGA = SagaDefinition(
             action=ChargePayment,
             succeeded=PaymentSucceeded,
             failed=PaymentFailed,
+            reached="PAID",
             words=Words("charged", "charge the customer", "refunded", "refund the charge"),
             compensation=RefundPayment,
             compensated=PaymentRefunded,
@@ -180,6 +183,7 @@ ORDER_SAGA = SagaDefinition(
             action=ReserveInventory,
             succeeded=InventoryReserved,
             failed=InventoryFailed,
+            reached="CONFIRMED",
             words=Words("reserved", "reserve the stock", "released", "release the stock"),
             compensation=ReleaseInventory,
             compensated=InventoryReleased,

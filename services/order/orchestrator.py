@@ -16,6 +16,8 @@ from uuid import UUID
 from services.order import handlers
 from services.order.saga import (
     CANCELLED,
+    COMMANDS,
+    FIRST,
     RESEND,
     START,
     Decision,
@@ -27,14 +29,8 @@ from services.order.saga import (
     decide,
 )
 from services.order.state import Status, UnknownOrder, current_status
-from shared.commands import (
-    ChargePayment,
-    Command,
-    RefundPayment,
-    ReleaseInventory,
-    ReserveInventory,
-)
-from shared.events import Event, Item
+from shared.commands import Command
+from shared.events import Event
 from shared.log import for_order
 from shared.system import ORDER
 from shared.uow import Handler, UnitOfWork
@@ -80,7 +76,7 @@ ORDER_LINES = "SELECT customer_id, items, total_cents FROM orders WHERE order_id
 
 
 async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, resend_seconds: float) -> None:
-    """A new saga for a new order: RUNNING at its first step, ChargePayment on its way. An
+    """A new saga for a new order: RUNNING at its first step, its command on its way. An
     unanswered compensation will go out again after `resend_seconds`, doubling each time."""
     await uow.sql.execute(
         INSERT_SAGA,
@@ -89,11 +85,12 @@ async def start(uow: UnitOfWork, order_id: UUID, expires_at: Any, resend_seconds
         step=START.step,
         expires_at=expires_at,
         resend_seconds=resend_seconds,
-        sent=[Send.CHARGE],
+        sent=[FIRST],
     )
-    uow.emit(await _command(uow, order_id, Send.CHARGE, None))
+    uow.emit(await _command(uow, order_id, FIRST, None))
     log = for_order(logger, order_id)
-    uow.after_commit(lambda: log.info("placed: saga RUNNING at %s -> ChargePayment", START.step))
+    first = COMMANDS[FIRST].__name__
+    uow.after_commit(lambda: log.info("placed: saga RUNNING at %s -> %s", START.step, first))
 
 
 async def cancelled(uow: UnitOfWork, order_id: UUID) -> str | None:
@@ -173,20 +170,18 @@ async def _record(uow: UnitOfWork, order_id: UUID, before: Saga, decision: Decis
 
 
 async def _command(uow: UnitOfWork, order_id: UUID, send: Send, reason: str | None) -> Command:
-    if send is Send.REFUND:
-        return RefundPayment(order_id=order_id, reason=reason or "order_cancelled")
-    if send is Send.RELEASE:
-        return ReleaseInventory(order_id=order_id, reason=reason or "order_cancelled")
-    order = await uow.sql.first(ORDER_LINES, order_id=order_id)
-    items = [Item.model_validate(item) for item in order.items]
-    if send is Send.CHARGE:
-        return ChargePayment(
-            order_id=order_id,
-            customer_id=order.customer_id,
-            amount_cents=order.total_cents,
-            items=items,
-        )
-    return ReserveInventory(order_id=order_id, items=items)
+    """The command, with what it carries taken from the order (its customer, amount, lines)
+    and the saga's reason; a compensation needs only the reason, and reads nothing."""
+    command = COMMANDS[send]
+    fields: dict[str, Any] = {"order_id": order_id, "reason": reason or "order_cancelled"}
+    if set(command.model_fields) - set(fields):
+        order = await uow.sql.first(ORDER_LINES, order_id=order_id)
+        fields |= {
+            "customer_id": order.customer_id,
+            "amount_cents": order.total_cents,
+            "items": order.items,
+        }
+    return command.model_validate(fields)
 
 
 def _describe(decision: Decision) -> str:

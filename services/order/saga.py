@@ -1,9 +1,12 @@
 """The orchestrator's step table: given where a saga is and what just happened, where it goes,
-what the order becomes and which commands go out. Pure: no I/O, so every path is tested alone
-(tests/unit/test_saga_steps.py, with hypothesis); services/order/orchestrator.py persists it.
+what the order becomes and which commands go out, read from the saga's definition
+(shared/definition.py). Pure: no I/O, so every path is tested alone (tests/unit/
+test_saga_steps.py, with hypothesis); services/order/orchestrator.py persists it.
 
-A saga is RUNNING through its steps (charge, then reserve), COMPENSATING while it waits for the
-replies to its refund and release, and ends COMPLETED (the order CONFIRMED) or COMPENSATED
+A saga is RUNNING through its steps in order (charge, then reserve): a step's success sends
+the next one's command, its failure compensates the steps before it, a cancel compensates
+those and the one under way. It is COMPENSATING while it waits for the replies to its
+compensations (refund, release), and ends COMPLETED (the order CONFIRMED) or COMPENSATED
 (nothing charged or held). A compensation is sent again until its reply comes; after
 MAX_SENDS sends the saga is NEEDS_ATTENTION, for a person, and a reply can still finish it.
 """
@@ -13,15 +16,10 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from services.order.state import Status
-from shared.events import (
-    Event,
-    InventoryFailed,
-    InventoryReleased,
-    InventoryReserved,
-    PaymentFailed,
-    PaymentRefunded,
-    PaymentSucceeded,
-)
+from shared.commands import Command
+from shared.definition import ORDER_SAGA
+from shared.definition import Step as DefinedStep
+from shared.events import Event
 
 
 class SagaStatus(StrEnum):
@@ -33,14 +31,17 @@ class SagaStatus(StrEnum):
 
 
 class Step(StrEnum):
-    CHARGE = "charge"  # ChargePayment sent, its reply awaited
-    RESERVE = "reserve"  # ReserveInventory sent
-    COMPENSATE = "compensate"  # RefundPayment and/or ReleaseInventory sent (see `awaiting`)
+    """Where a RUNNING saga is: one of the definition's steps (shared/definition.py), its
+    command sent and its reply awaited; then compensating, or done."""
+
+    CHARGE = "charge"
+    RESERVE = "reserve"
+    COMPENSATE = "compensate"  # its compensations sent (see `awaiting`)
     DONE = "done"
 
 
 class Send(StrEnum):
-    """A command the orchestrator sends (shared/commands.py)."""
+    """A command the orchestrator sends (shared/commands.py): the verb of its routing key."""
 
     CHARGE = "charge"
     RESERVE = "reserve"
@@ -49,22 +50,44 @@ class Send(StrEnum):
 
 
 # What the orchestrator reacts to: the participants' replies, by event class (those the saga's
-# definition lists, shared/definition.py), and its own timers and the customer.
-CANCELLED: Final = (
-    "cancelled"  # the order was cancelled (deadline or customer), in this transaction
-)
+# definition lists), and its own timers and the customer.
+# The order was cancelled (deadline or customer), in this transaction.
+CANCELLED: Final = "cancelled"
 RESEND: Final = "resend"  # a compensation's reply is overdue
 Happened = type[Event] | Literal["cancelled", "resend"]
 
-# A compensation's reply, and the compensation it answers.
+STEPS = ORDER_SAGA.steps
+
+
+def send_of(command: type[Command]) -> Send:
+    return Send(command.routing_key.rpartition(".")[2])
+
+
+# What each command is, by what is sent.
+COMMANDS: dict[Send, type[Command]] = {
+    send_of(command): command
+    for step in STEPS
+    for command in (step.action, step.compensation)
+    if command is not None
+}
+# A compensation's reply, and the compensation it answers: the step undone, or its failure
+# (never done, and now never will be).
 ANSWERED_BY: dict[Happened, Send] = {
-    PaymentRefunded: Send.REFUND,
-    PaymentFailed: Send.REFUND,  # never charged, and now never will be
-    InventoryReleased: Send.RELEASE,
-    InventoryFailed: Send.RELEASE,  # never reserved, and now never will be
+    event: send_of(step.compensation)
+    for step in STEPS
+    if step.compensation is not None and step.compensated is not None
+    for event in (step.compensated, step.failed)
 }
 # A success, and what undoes it when it comes after the saga gave up on it.
-UNDONE_BY: dict[Happened, Send] = {PaymentSucceeded: Send.REFUND, InventoryReserved: Send.RELEASE}
+UNDONE_BY: dict[Happened, Send] = {
+    step.succeeded: send_of(step.compensation) for step in STEPS if step.compensation is not None
+}
+_declared = {step.name for step in STEPS} | {Step.COMPENSATE, Step.DONE}
+if {*Step} != _declared or {*Send} != set(COMMANDS):
+    raise ValueError(
+        f"services/order/saga.py names steps {sorted(Step)} and commands {sorted(Send)}; the "
+        f"saga's definition has {sorted(_declared)} and {sorted(COMMANDS)}"
+    )
 
 # A compensation is sent this many times, in all, before the saga needs a person.
 MAX_SENDS = 8
@@ -80,7 +103,8 @@ class Saga:
     reason: str | None = None  # why it compensates: the refund's and release's reason
 
 
-START = Saga(SagaStatus.RUNNING, Step.CHARGE)
+START = Saga(SagaStatus.RUNNING, Step(STEPS[0].name))
+FIRST = send_of(STEPS[0].action)  # what a new saga sends
 
 
 @dataclass(frozen=True)
@@ -104,26 +128,33 @@ def decide(saga: Saga, happened: Happened, reason: str | None = None) -> Decisio
 
 
 def _running(saga: Saga, happened: Happened, reason: str | None) -> Decision:
-    if saga.step is Step.CHARGE:
-        if happened is PaymentSucceeded:
-            return Decision(replace(saga, step=Step.RESERVE), (Send.RESERVE,), Status.PAID)
-        if happened is PaymentFailed:
+    index = [step.name for step in STEPS].index(saga.step)
+    step = STEPS[index]
+    if happened is step.succeeded:
+        reached = Status(step.reached)
+        if index + 1 == len(STEPS):
+            done = replace(saga, status=SagaStatus.COMPLETED, step=Step.DONE)
+            return Decision(done, order=reached)
+        following = STEPS[index + 1]
+        return Decision(
+            replace(saga, step=Step(following.name)), (send_of(following.action),), reached
+        )
+    if happened is step.failed:
+        undo = _compensations(STEPS[:index])
+        if not undo:
             ended = replace(saga, status=SagaStatus.COMPENSATED, step=Step.DONE)
             return Decision(ended, order=Status.REJECTED, reason=reason, note="nothing to undo")
-        if happened == CANCELLED:
-            # Its charge may be on its way: the refund is sent either way, and payment answers
-            # it, refunded or never charged (and then never charges).
-            return _compensate(saga, {Send.REFUND}, "order_cancelled")
-    if saga.step is Step.RESERVE:
-        if happened is InventoryReserved:
-            done = replace(saga, status=SagaStatus.COMPLETED, step=Step.DONE)
-            return Decision(done, order=Status.CONFIRMED)
-        if happened is InventoryFailed:
-            decision = _compensate(saga, {Send.REFUND}, reason or "inventory_failed")
-            return replace(decision, order=Status.REJECTED, reason=reason)
-        if happened == CANCELLED:
-            return _compensate(saga, {Send.REFUND, Send.RELEASE}, "order_cancelled")
+        decision = _compensate(saga, undo, reason or step.failed_fact)
+        return replace(decision, order=Status.REJECTED, reason=reason)
+    if happened == CANCELLED:
+        # The step under way may be done on its way: its compensation is sent either way, and
+        # its participant answers it, undone or never done (and then never does it).
+        return _compensate(saga, _compensations(STEPS[: index + 1]), "order_cancelled")
     return _unchanged(saga, happened)
+
+
+def _compensations(steps: tuple[DefinedStep, ...]) -> set[Send]:
+    return {send_of(step.compensation) for step in steps if step.compensation is not None}
 
 
 def _compensating(saga: Saga, happened: Happened) -> Decision:

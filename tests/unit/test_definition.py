@@ -55,6 +55,7 @@ def test_a_step_added_to_the_definition_is_bound_in_both_styles() -> None:
         action=ChargePayment,  # any command class serves the derivation
         succeeded=OrderConfirmed,
         failed=PaymentFailed,
+        reached="SCREENED",
         words=Words("screened", "screen the order"),
     )
     saga = replace(ORDER_SAGA, steps=(screen, *ORDER_SAGA.steps))
