@@ -88,6 +88,8 @@ if {*Step} != _declared or {*Send} != set(COMMANDS):
         f"services/order/saga.py names steps {sorted(Step)} and commands {sorted(Send)}; the "
         f"saga's definition has {sorted(_declared)} and {sorted(COMMANDS)}"
     )
+if unknown := [step.reached for step in STEPS if step.reached not in {*Status}]:
+    raise ValueError(f"the saga's definition reaches {unknown}, which no order status is")
 
 # A compensation is sent this many times, in all, before the saga needs a person.
 MAX_SENDS = 8
