@@ -93,10 +93,8 @@ class SagaDefinition:
         if self.pivot not in names:
             raise ValueError(f"the pivot {self.pivot!r} is none of the steps {names}")
         for step in self.steps:
-            undoes = (step.compensated, step.words.undone, step.words.undoing)
-            if any(part is None for part in (step.compensation, *undoes)) and any(
-                part is not None for part in (step.compensation, *undoes)
-            ):
+            undoing = (step.compensation, step.compensated, step.words.undone, step.words.undoing)
+            if len({part is None for part in undoing}) > 1:  # some given, some not
                 raise ValueError(
                     f"step {step.name!r}: a compensation needs its event and its words, and back"
                 )

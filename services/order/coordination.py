@@ -24,7 +24,6 @@ from shared.uow import Handler, UnitOfWork
 
 
 class Coordination(Protocol):
-    mode: ClassVar[Mode]
     # What the order service's work queue takes, and who handles it.
     handlers: ClassVar[dict[str, Handler]]
 
@@ -43,7 +42,6 @@ class Coordination(Protocol):
 
 @dataclass(frozen=True)
 class Choreography:
-    mode: ClassVar[Mode] = Mode.CHOREOGRAPHY
     handlers: ClassVar[dict[str, Handler]] = HANDLERS
 
     async def started(self, uow: UnitOfWork, order_id: UUID, deadline: datetime) -> None:
@@ -61,7 +59,6 @@ class Choreography:
 
 @dataclass(frozen=True)
 class Orchestration:
-    mode: ClassVar[Mode] = Mode.ORCHESTRATION
     handlers: ClassVar[dict[str, Handler]] = orchestrator.REPLY_HANDLERS
     # An unanswered compensation goes out again after this long, doubling each time (kept on
     # the saga's row).

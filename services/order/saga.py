@@ -57,6 +57,7 @@ RESEND: Final = "resend"  # a compensation's reply is overdue
 Happened = type[Event] | Literal["cancelled", "resend"]
 
 STEPS = ORDER_SAGA.steps
+POSITION = {step.name: index for index, step in enumerate(STEPS)}
 
 
 def send_of(command: type[Command]) -> Send:
@@ -130,7 +131,7 @@ def decide(saga: Saga, happened: Happened, reason: str | None = None) -> Decisio
 
 
 def _running(saga: Saga, happened: Happened, reason: str | None) -> Decision:
-    index = [step.name for step in STEPS].index(saga.step)
+    index = POSITION[saga.step]
     step = STEPS[index]
     if happened is step.succeeded:
         reached = Status(step.reached)
